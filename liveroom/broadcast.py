@@ -1,0 +1,82 @@
+"""How a room change becomes one HTML fragment and reaches every open page of the room.
+
+Views render each change once and send it to the room's group; consumers forward it as is.
+Every fragment comes from a partial of templates/room.html, the same partials that render the
+page, and carries the room version so a consumer can drop repeats and heal gaps.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.template.loader import render_to_string
+
+from liveroom.models import Member, Room
+
+logger = logging.getLogger(__name__)
+
+ROOM_TEMPLATE = "room.html"
+CHANGE_EVENT = "room.change"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    member_id: int
+    html: str
+
+
+def broadcast_change(*, room: Room, version: int, member: Member, change: str, count: int) -> None:
+    """Render one change ("joined", "renamed" or "left") and send it to the room's pages."""
+    html = render_to_string(
+        f"{ROOM_TEMPLATE}#member-{change}", {"member": member, "count": count, "oob": True}
+    )
+    message = {
+        "type": CHANGE_EVENT,
+        "version": version,
+        "member_id": member.pk,
+        "left": change == "left",
+        "html": html,
+    }
+    async_to_sync(_group_send)(room.group_name, message)
+
+
+async def _group_send(group: str, message: dict) -> None:
+    # The database already holds the change; a layer that is down or slow must not fail or
+    # hang the request. Pages heal on their next snapshot.
+    layer = get_channel_layer()
+    try:
+        await asyncio.wait_for(
+            layer.group_send(group, message), timeout=settings.LIVEROOM_BROADCAST_TIMEOUT
+        )
+    except Exception:
+        logger.exception(
+            "Broadcast of room version %s to group %s failed", message["version"], group
+        )
+
+
+def render_snapshot(*, room_slug: str, session_key: str) -> Snapshot | None:
+    """The full member list as seen by one member, or None if the session is not a member."""
+    room = Room.objects.filter(slug=room_slug).first()
+    if room is None:
+        return None
+    # Read the version before the members: a change committed in between then arrives as a
+    # newer version and is applied (fragments are idempotent) instead of being skipped.
+    version = room.version
+    members = list(room.members.only("id", "name", "session_key", "joined_at"))
+    me = next((member for member in members if member.session_key == session_key), None)
+    if me is None:
+        return None
+    html = render_to_string(
+        f"{ROOM_TEMPLATE}#snapshot",
+        {"members": members, "count": len(members), "me": me, "oob": True},
+    )
+    return Snapshot(version=version, member_id=me.pk, html=html)
+
+
+def render_left_notice() -> str:
+    """What a page shows when its member left from another tab."""
+    return render_to_string(f"{ROOM_TEMPLATE}#left-notice", {"oob": True})

@@ -1,0 +1,62 @@
+"""Joining and leaving: the only places that write memberships.
+
+Each change locks the room's row first, so changes in one room happen one at a time (no race on
+the one-membership-per-session rule), bumps the room version, and is broadcast after commit.
+"""
+
+from functools import partial
+
+from django.db import transaction
+
+from liveroom.broadcast import broadcast_change
+from liveroom.models import Member, Room
+
+
+def member_join(*, room: Room, session_key: str, name: str) -> Member:
+    """Add the session to the room under `name`, or rename its existing membership."""
+    with transaction.atomic():
+        room = _lock(room)
+        member = room.members.filter(session_key=session_key).first()
+        if member is None:
+            member = Member.objects.create(room=room, session_key=session_key, name=name)
+            _record_change(room, member, "joined")
+        elif member.name != name:
+            member.name = name
+            member.save(update_fields=["name"])
+            _record_change(room, member, "renamed")
+    return member
+
+
+def member_leave(*, room: Room, session_key: str) -> bool:
+    """Remove the session's own membership; returns whether there was one."""
+    with transaction.atomic():
+        room = _lock(room)
+        member = room.members.filter(session_key=session_key).first()
+        if member is None:
+            return False
+        member_id = member.pk
+        member.delete()
+        member.pk = member_id  # the fragment still needs the id of the element to remove
+        _record_change(room, member, "left")
+    return True
+
+
+def _lock(room: Room) -> Room:
+    return Room.objects.select_for_update().get(pk=room.pk)
+
+
+def _record_change(room: Room, member: Member, change: str) -> None:
+    room.version += 1
+    room.save(update_fields=["version"])
+    count = room.members.count()
+    transaction.on_commit(
+        partial(
+            broadcast_change,
+            room=room,
+            version=room.version,
+            member=member,
+            change=change,
+            count=count,
+        ),
+        robust=True,
+    )

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from liveroom.consumers import RoomConsumer
+
+websocket_urlpatterns = [
+    path("ws/room/", RoomConsumer.as_asgi(), name="room-socket"),
+]

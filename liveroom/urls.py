@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import path
+
+from liveroom import views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("room/", views.room, name="room"),
+    path("room/join/", views.join, name="join"),
+    path("room/leave/", views.leave, name="leave"),
+    path("admin/", admin.site.urls),
+]
