@@ -114,6 +114,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    from psycopg_pool import ConnectionPool
+
     # Under ASGI every request may run on a new thread, so persistent per-thread connections
     # would pile up; a pool shares a few connections and checks them before handing them out.
     DATABASES["default"]["OPTIONS"] = {
@@ -121,7 +123,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "min_size": 2,
             "max_size": env_int("DATABASE_POOL_SIZE", 10),
             "timeout": 5,
-            "check": "psycopg_pool.ConnectionPool.check_connection",
+            "check": ConnectionPool.check_connection,
         },
     }
 
@@ -140,6 +142,8 @@ if REDIS_URL:
                         "max_connections": env_int("REDIS_MAX_CONNECTIONS", 2000),
                     }
                 ],
+                # Lets several deployments (or test runs) share one Redis without crosstalk.
+                "prefix": os.environ.get("LIVEROOM_CHANNEL_PREFIX", "liveroom"),
             },
         }
     }
@@ -162,9 +166,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Serve straight from the app and static/ folders, so a fresh clone needs no collectstatic.
+# WhiteNoise serves straight from the apps' and static/ folders: no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,0 +1,81 @@
+import os
+from collections.abc import Iterator
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.servers import Daphne, server_environment
+
+USES_SERVICES = bool(os.environ.get("DATABASE_URL")) and bool(os.environ.get("REDIS_URL"))
+ORIGIN = "http://localhost"  # in ALLOWED_HOSTS when the ASGI app is built
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason="needs DATABASE_URL (PostgreSQL) and REDIS_URL")
+    for item in items:
+        if "services" in item.keywords and not USES_SERVICES:
+            item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # CI sets LIVEROOM_NO_SKIPS=1: a skipped test there is a test that did not prove anything.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if os.environ.get("LIVEROOM_NO_SKIPS") == "1" and skipped:
+        reporter.write_line(f"LIVEROOM_NO_SKIPS=1 but {skipped} test(s) were skipped", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def join(client: Client, name: str) -> None:
+    response = client.post("/room/join/", {"name": name})
+    assert response.status_code == 302, response.content
+
+
+@pytest.fixture
+def alice(db: None) -> Client:
+    client = Client()
+    join(client, "Alice")
+    return client
+
+
+@pytest.fixture
+def bob(db: None) -> Client:
+    client = Client()
+    join(client, "Bob")
+    return client
+
+
+def socket_headers(client: Client, origin: str = ORIGIN) -> list[tuple[bytes, bytes]]:
+    """The headers a browser on the room page sends when it opens the WebSocket."""
+    headers = [(b"origin", origin.encode())]
+    cookie = client.cookies.get(settings.SESSION_COOKIE_NAME)
+    if cookie is not None:
+        jar = SimpleCookie()
+        jar[settings.SESSION_COOKIE_NAME] = cookie.value
+        headers.append((b"cookie", jar.output(header="", sep=";").strip().encode()))
+    return headers
+
+
+@pytest.fixture(scope="session")
+def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return server_environment(tmp_path_factory.mktemp("servers"))
+
+
+@pytest.fixture
+def start_server(
+    server_env: dict[str, str], tmp_path: Path
+) -> Iterator:
+    """Starts real daphne processes on free ports; all are stopped after the test."""
+    servers: list[Daphne] = []
+
+    def start(*extra_args: str, env: dict[str, str] | None = None) -> Daphne:
+        server = Daphne(env or server_env, tmp_path / f"daphne-{len(servers)}.log", extra_args)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,104 @@
+"""Real daphne processes for end-to-end tests, each on its own loopback port."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fresh_postgres_url(database_url: str, name: str) -> str:
+    """Create (or recreate) database `name` on the server of `database_url`; return its URL."""
+    parts = urlsplit(database_url)
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def server_environment(tmp_dir: Path) -> dict[str, str]:
+    """Production-like settings for servers under test, on a database of their own."""
+    env = dict(os.environ)
+    env.update(
+        DEBUG="0",
+        SECRET_KEY="end-to-end-tests-" + uuid.uuid4().hex,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        # Keep these servers' messages apart from any other user of the same Redis.
+        LIVEROOM_CHANNEL_PREFIX="e2e-" + uuid.uuid4().hex[:8],
+    )
+    database_url = os.environ.get("DATABASE_URL", "")
+    if database_url.startswith("postgres"):
+        env["DATABASE_URL"] = fresh_postgres_url(database_url, "liveroom_e2e")
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{tmp_dir / 'e2e.sqlite3'}"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    return env
+
+
+class Daphne:
+    """One daphne process serving liveroom.asgi:application."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, extra_args: tuple[str, ...] = ()):
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.extra_args = extra_args
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Daphne":
+        command = [
+            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+            *self.extra_args, "liveroom.asgi:application",
+        ]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.wait_until_ready()
+        return self
+
+    def wait_until_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited early; see {self.log_path}")
+            try:
+                if requests.get(f"{self.url}/room/join/", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"daphne did not answer within {timeout}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

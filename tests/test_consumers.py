@@ -1,0 +1,217 @@
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from liveroom.asgi import application
+from liveroom.consumers import NOT_A_MEMBER, POLICY_VIOLATION
+from liveroom.models import Member, Room
+from tests.conftest import ORIGIN, join, socket_headers
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+# Close codes after which the htmx ws extension reconnects.
+HTMX_RETRIES = {1006, 1011, 1012, 1013}
+
+
+async def open_socket(client: Client, origin: str = ORIGIN) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(
+        application, "/ws/room/", headers=socket_headers(client, origin)
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def new_member(name: str) -> Client:
+    client = Client()
+    await sync_to_async(join)(client, name)
+    return client
+
+
+async def member_id(name: str) -> int:
+    return (await Member.objects.aget(name=name)).pk
+
+
+async def test_a_member_gets_the_whole_list_on_connect() -> None:
+    alice = await new_member("Alice")
+    await new_member("Bob")
+    socket = await open_socket(alice)
+    snapshot = await socket.receive_from()
+    assert '<ul id="members"' in snapshot
+    assert 'hx-swap-oob="true"' in snapshot
+    assert snapshot.index("Alice") < snapshot.index("Bob")
+    assert "member--you" in snapshot
+    assert "2 people here" in snapshot
+    await socket.disconnect()
+
+
+async def test_a_join_posted_over_http_reaches_every_open_socket() -> None:
+    alice = await new_member("Alice")
+    bob = await new_member("Bob")
+    sockets = [await open_socket(alice), await open_socket(alice), await open_socket(bob)]
+    for socket in sockets:
+        await socket.receive_from()  # snapshot
+
+    await new_member("Carol")
+    carol_id = await member_id("Carol")
+    for socket in sockets:
+        fragment = await socket.receive_from()
+        assert f'hx-swap-oob="beforeend:#members:not(:has(#member-{carol_id}))"' in fragment
+        assert f'<li id="member-{carol_id}"' in fragment
+        assert "Carol" in fragment
+        assert '<p id="member-count" class="room__count" hx-swap-oob="true">3 people here' in (
+            fragment
+        )
+        await socket.disconnect()
+
+
+async def test_a_leave_posted_over_http_reaches_every_open_socket() -> None:
+    alice = await new_member("Alice")
+    bob = await new_member("Bob")
+    bob_id = await member_id("Bob")
+    socket = await open_socket(alice)
+    await socket.receive_from()
+
+    await sync_to_async(bob.post)("/room/leave/")
+    fragment = await socket.receive_from()
+    assert f'<li id="member-{bob_id}" class="member" hx-swap-oob="delete">' in fragment
+    assert "1 person here" in fragment
+    await socket.disconnect()
+
+
+async def test_a_rename_replaces_the_member_in_place() -> None:
+    alice = await new_member("Alice")
+    bob = await new_member("Bob")
+    bob_id = await member_id("Bob")
+    socket = await open_socket(alice)
+    await socket.receive_from()
+
+    await sync_to_async(join)(bob, "Robert")
+    fragment = await socket.receive_from()
+    assert f'<li id="member-{bob_id}" class="member" hx-swap-oob="true">' in fragment
+    assert "Robert" in fragment
+    await socket.disconnect()
+
+
+async def test_a_visitor_who_has_not_joined_is_closed_with_a_code_htmx_does_not_retry() -> None:
+    socket = await open_socket(Client())
+    output = await socket.receive_output()
+    assert output == {"type": "websocket.close", "code": NOT_A_MEMBER}
+    assert NOT_A_MEMBER not in HTMX_RETRIES
+
+
+async def test_a_forged_session_cookie_is_refused() -> None:
+    forged = Client()
+    forged.cookies["sessionid"] = "x" * 32
+    socket = await open_socket(forged)
+    assert await socket.receive_output() == {"type": "websocket.close", "code": NOT_A_MEMBER}
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "garbage"])
+async def test_a_foreign_origin_is_refused_at_the_handshake(origin: str) -> None:
+    alice = await new_member("Alice")
+    communicator = WebsocketCommunicator(
+        application, "/ws/room/", headers=socket_headers(alice, origin)
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_a_handshake_without_origin_is_refused() -> None:
+    alice = await new_member("Alice")
+    headers = [h for h in socket_headers(alice) if h[0] != b"origin"]
+    communicator = WebsocketCommunicator(application, "/ws/room/", headers=headers)
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_leaving_in_another_tab_closes_this_tab_with_a_notice() -> None:
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    await socket.receive_from()
+
+    await sync_to_async(alice.post)("/room/leave/")
+    notice = await socket.receive_from()
+    assert '<section id="you"' in notice
+    assert "You left the room from another tab." in notice
+    assert await socket.receive_output() == {"type": "websocket.close", "code": NOT_A_MEMBER}
+
+
+async def test_renaming_in_another_tab_sends_this_tab_a_fresh_list() -> None:
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    await socket.receive_from()
+
+    await sync_to_async(join)(alice, "Alicia")
+    snapshot = await socket.receive_from()
+    assert '<strong id="my-name" hx-swap-oob="true">Alicia</strong>' in snapshot
+    assert "member--you" in snapshot
+    await socket.disconnect()
+
+
+async def test_a_frame_from_the_client_closes_the_socket() -> None:
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    await socket.receive_from()
+    await socket.send_to(text_data=json.dumps({"hello": "there"}))
+    assert await socket.receive_output() == {"type": "websocket.close", "code": POLICY_VIOLATION}
+
+
+async def room_event(version: int, member_id: int, html: str) -> dict:
+    return {"type": "room.change", "version": version, "member_id": member_id, "left": False,
+            "html": html}  # fmt: skip
+
+
+async def test_a_repeated_or_old_version_is_not_forwarded_twice() -> None:
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    await socket.receive_from()
+    bob = await new_member("Bob")
+    first = await socket.receive_from()
+
+    room = await Room.objects.aget(slug=Room.DEFAULT_SLUG)
+    layer = get_channel_layer()
+    await layer.group_send(room.group_name, await room_event(room.version, 0, "<p>repeat</p>"))
+    await layer.group_send(room.group_name, await room_event(room.version - 1, 0, "<p>old</p>"))
+    assert await socket.receive_nothing(timeout=0.3)
+    assert "Bob" in first
+    await sync_to_async(bob.post)("/room/leave/")
+    assert "hx-swap-oob=\"delete\"" in await socket.receive_from()
+    await socket.disconnect()
+
+
+async def test_a_gap_in_versions_is_healed_with_a_fresh_list() -> None:
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    await socket.receive_from()
+
+    room = await Room.objects.aget(slug=Room.DEFAULT_SLUG)
+    # A change the layer lost: the database moved two versions on, the page saw neither.
+    await Member.objects.acreate(room=room, session_key="s" * 32, name="Dana")
+    await Room.objects.filter(pk=room.pk).aupdate(version=room.version + 2)
+    layer = get_channel_layer()
+    await layer.group_send(room.group_name, await room_event(room.version + 2, 0, "<p>x</p>"))
+    snapshot = await socket.receive_from()
+    assert '<ul id="members"' in snapshot
+    assert "Dana" in snapshot
+    await socket.disconnect()
+
+
+async def test_every_socket_gets_every_change_in_order() -> None:
+    alice = await new_member("Alice")
+    sockets = [await open_socket(alice) for _ in range(5)]
+    for socket in sockets:
+        await socket.receive_from()
+    names = [f"Guest {i}" for i in range(10)]
+    for name in names:
+        await new_member(name)
+    for socket in sockets:
+        received = [await socket.receive_from() for _ in names]
+        assert [name for name, html in zip(names, received, strict=True) if name in html] == names
+        await socket.disconnect()
+    await asyncio.sleep(0)
