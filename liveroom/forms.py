@@ -16,7 +16,9 @@ class JoinForm(forms.Form):
         strip=True,
         error_messages={
             "required": "Please enter a name.",
-            "max_length": "Please use at most %(limit_value)d characters (this has %(show_value)d).",
+            "max_length": (
+                "Please use at most %(limit_value)d characters (this has %(show_value)d)."
+            ),
         },
         widget=forms.TextInput(attrs={"autocomplete": "nickname", "autofocus": True}),
     )

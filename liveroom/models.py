@@ -35,7 +35,9 @@ class Member(models.Model):
     class Meta:
         ordering = ["joined_at", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["room", "session_key"], name="one_membership_per_session"),
+            models.UniqueConstraint(
+                fields=["room", "session_key"], name="one_membership_per_session"
+            ),
         ]
 
     def __str__(self) -> str:

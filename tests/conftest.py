@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from tests.servers import Daphne, server_environment
+from tests.servers import Daphne, empty_database, server_environment
 
 USES_SERVICES = bool(os.environ.get("DATABASE_URL")) and bool(os.environ.get("REDIS_URL"))
 ORIGIN = "http://localhost"  # in ALLOWED_HOSTS when the ASGI app is built
@@ -65,10 +65,9 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_server(
-    server_env: dict[str, str], tmp_path: Path
-) -> Iterator:
-    """Starts real daphne processes on free ports; all are stopped after the test."""
+def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator:
+    """Starts real daphne processes on free ports, on an empty database; stops them after."""
+    empty_database(server_env)
     servers: list[Daphne] = []
 
     def start(*extra_args: str, env: dict[str, str] | None = None) -> Daphne:

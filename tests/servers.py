@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import requests
+import websockets.sync.client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,13 +47,16 @@ def server_environment(tmp_dir: Path) -> dict[str, str]:
         env["DATABASE_URL"] = fresh_postgres_url(database_url, "liveroom_e2e")
     else:
         env["DATABASE_URL"] = f"sqlite:///{tmp_dir / 'e2e.sqlite3'}"
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
+    manage(env, "migrate", "--no-input", "-v", "0")
     return env
+
+
+def empty_database(env: dict[str, str]) -> None:
+    manage(env, "flush", "--no-input")
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
 class Daphne:
@@ -102,3 +106,36 @@ class Daphne:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class Visitor:
+    """Someone using the room over plain HTTP and a WebSocket, as a browser would."""
+
+    def __init__(self) -> None:
+        self.http = requests.Session()
+
+    def join(self, server: Daphne, name: str) -> requests.Response:
+        self.http.get(f"{server.url}/room/join/", timeout=10)
+        return self.http.post(
+            f"{server.url}/room/join/",
+            data={"name": name, "csrfmiddlewaretoken": self.http.cookies["csrftoken"]},
+            allow_redirects=False,
+            timeout=10,
+        )
+
+    def leave(self, server: Daphne) -> requests.Response:
+        return self.http.post(
+            f"{server.url}/room/leave/",
+            data={"csrfmiddlewaretoken": self.http.cookies["csrftoken"]},
+            allow_redirects=False,
+            timeout=10,
+        )
+
+    def open_socket(self, server: Daphne):
+        cookie = "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
+        return websockets.sync.client.connect(
+            f"ws://127.0.0.1:{server.port}/ws/room/",
+            origin=server.url,
+            additional_headers={"Cookie": cookie},
+            open_timeout=10,
+        )

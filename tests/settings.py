@@ -4,4 +4,4 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret")
 
-from liveroom.settings import *  # noqa: E402, F403
+from liveroom.settings import *  # noqa: F403

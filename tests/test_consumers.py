@@ -181,7 +181,7 @@ async def test_a_repeated_or_old_version_is_not_forwarded_twice() -> None:
     assert await socket.receive_nothing(timeout=0.3)
     assert "Bob" in first
     await sync_to_async(bob.post)("/room/leave/")
-    assert "hx-swap-oob=\"delete\"" in await socket.receive_from()
+    assert 'hx-swap-oob="delete"' in await socket.receive_from()
     await socket.disconnect()
 
 

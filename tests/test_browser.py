@@ -1,0 +1,180 @@
+"""Two people in two browsers, against a real daphne process."""
+
+import base64
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.servers import ROOT, Daphne
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"needs Chromium at {CHROMIUM}"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(start_server) -> Daphne:
+    return start_server()
+
+
+class Person:
+    """One browser context: its own cookies, so its own session."""
+
+    def __init__(self, browser: Browser, server: Daphne, **options):
+        self.server = server
+        self.context: BrowserContext = browser.new_context(
+            viewport={"width": 480, "height": 640}, **options
+        )
+        self.page: Page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def join(self, name: str) -> None:
+        self.page.goto(f"{self.server.url}/room/join/")
+        self.page.get_by_label("Your name").fill(name)
+        with self.page.expect_websocket() as socket_info:
+            self.page.get_by_role("button", name="Join").click()
+        # The first frame is the snapshot: from here on the page is live.
+        socket_info.value.expect_event("framereceived")
+        expect(self.page).to_have_url(f"{self.server.url}/room/")
+
+    def members(self):
+        return self.page.locator("#members .member__name")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_two_people_see_each_other_join_and_leave_live(
+    browser: Browser, server: Daphne, tmp_path: Path
+) -> None:
+    alice = Person(browser, server)
+    alice.join("Alice")
+    expect(alice.members()).to_have_text(["Alice"])
+    expect(alice.page.locator(".member--you")).to_contain_text("Alice")
+    expect(alice.page.locator("#member-count")).to_have_text("1 person here")
+
+    bob = Person(browser, server)
+    bob.join("Bob")
+    expect(alice.members()).to_have_text(["Alice", "Bob"])
+    expect(alice.page.locator("#member-count")).to_have_text("2 people here")
+    expect(bob.members()).to_have_text(["Alice", "Bob"])
+    expect(bob.page.locator(".member--you")).to_contain_text("Bob")
+
+    save_side_by_side(browser, [alice.page, bob.page], screenshot_path(tmp_path))
+
+    bob.page.get_by_role("button", name="Leave the room").click()
+    expect(bob.page).to_have_url(f"{server.url}/room/join/")
+    expect(alice.members()).to_have_text(["Alice"])
+    expect(alice.page.locator("#member-count")).to_have_text("1 person here")
+
+    assert alice.errors == []
+    assert bob.errors == []
+    alice.close()
+    bob.close()
+
+
+def test_a_rename_shows_on_every_page(browser: Browser, server: Daphne) -> None:
+    alice = Person(browser, server)
+    alice.join("Alice")
+    bob = Person(browser, server)
+    bob.join("Bob")
+
+    bob.page.get_by_label("Change your name").fill("Robert")
+    bob.page.get_by_role("button", name="Rename").click()
+    expect(alice.members()).to_have_text(["Alice", "Robert"])
+    expect(bob.page.locator("#my-name")).to_have_text("Robert")
+    assert alice.errors == []
+    alice.close()
+    bob.close()
+
+
+def test_the_page_works_with_javascript_off(browser: Browser, server: Daphne) -> None:
+    alice = Person(browser, server)
+    alice.join("Alice")
+    carol = Person(browser, server, java_script_enabled=False)
+
+    carol.page.goto(f"{server.url}/room/join/")
+    carol.page.get_by_label("Your name").fill("Carol")
+    carol.page.get_by_role("button", name="Join").click()
+    expect(carol.page).to_have_url(f"{server.url}/room/")
+    expect(carol.members()).to_have_text(["Alice", "Carol"])
+    expect(alice.members()).to_have_text(["Alice", "Carol"])
+
+    carol.page.get_by_role("button", name="Leave the room").click()
+    expect(carol.page).to_have_url(f"{server.url}/room/join/")
+    expect(alice.members()).to_have_text(["Alice"])
+    alice.close()
+    carol.close()
+
+
+def test_a_name_that_is_too_long_gets_a_clear_message(browser: Browser, server: Daphne) -> None:
+    dave = Person(browser, server)
+    dave.page.goto(f"{server.url}/room/join/")
+    # The maxlength attribute stops typing at 40; a crafted request is what gets past it.
+    response = dave.page.request.post(
+        f"{server.url}/room/join/",
+        form={"name": "x" * 41},
+        headers={"Referer": f"{server.url}/room/join/"},
+        fail_on_status_code=False,
+    )
+    assert response.status == 403  # no CSRF token: refused before the form is read
+    dave.page.get_by_label("Your name").fill("   ")
+    dave.page.get_by_role("button", name="Join").click()
+    expect(dave.page.get_by_role("alert")).to_have_text("Please enter a name.")
+    dave.close()
+
+
+def screenshot_path(tmp_path: Path) -> Path:
+    # `make screenshots` keeps the picture the README shows; otherwise it is thrown away.
+    if os.environ.get("LIVEROOM_UPDATE_SCREENSHOTS") == "1":
+        return ROOT / "docs" / "two-browsers.png"
+    return tmp_path / "two-browsers.png"
+
+
+def save_side_by_side(browser: Browser, pages: list[Page], path: Path) -> None:
+    shots = [base64.b64encode(page.screenshot()).decode() for page in pages]
+    images = "".join(
+        f'<figure><img src="data:image/png;base64,{shot}"><figcaption>Browser {i + 1}'
+        "</figcaption></figure>"
+        for i, shot in enumerate(shots)
+    )
+    sheet = browser.new_page(viewport={"width": 1000, "height": 700})
+    sheet.set_content(
+        "<style>body{margin:0;display:flex;gap:16px;padding:16px;background:#cfd5e3;"
+        "font:14px system-ui}figure{margin:0}img{display:block;border:1px solid #888;"
+        "border-radius:6px}figcaption{text-align:center;padding-top:4px}</style>" + images
+    )
+    sheet.screenshot(path=str(path), full_page=True)
+    sheet.close()
+    assert path.stat().st_size > 10_000
