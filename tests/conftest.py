@@ -70,8 +70,9 @@ def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator:
     empty_database(server_env)
     servers: list[Daphne] = []
 
-    def start(*extra_args: str, env: dict[str, str] | None = None) -> Daphne:
-        server = Daphne(env or server_env, tmp_path / f"daphne-{len(servers)}.log", extra_args)
+    def start(*extra_args: str, env: dict[str, str] | None = None, **options) -> Daphne:
+        log_path = tmp_path / f"server-{len(servers)}.log"
+        server = Daphne(env or server_env, log_path, extra_args, **options)
         servers.append(server)
         return server.start()
 

@@ -60,24 +60,30 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 
 class Daphne:
-    """One daphne process serving liveroom.asgi:application."""
+    """One server process of liveroom.asgi:application; by default `daphne` on a free port."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        extra_args: tuple[str, ...] = (),
+        command: list[str] | None = None,
+        port: int | None = None,
+    ):
         self.env = env
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.extra_args = extra_args
+        self.command = command or [
+            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+            *extra_args, "liveroom.asgi:application",
+        ]  # fmt: skip
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Daphne":
-        command = [
-            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-            *self.extra_args, "liveroom.asgi:application",
-        ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         self.wait_until_ready()
         return self
@@ -86,13 +92,13 @@ class Daphne:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited early; see {self.log_path}")
+                raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
                 if requests.get(f"{self.url}/room/join/", timeout=1).status_code == 200:
                     return
             except requests.ConnectionError:
                 time.sleep(0.1)
-        raise RuntimeError(f"daphne did not answer within {timeout}s; see {self.log_path}")
+        raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -105,7 +111,7 @@ class Daphne:
             self.process.wait()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 class Visitor:

@@ -1,0 +1,21 @@
+FROM python:3.13-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+COPY liveroom liveroom
+COPY templates templates
+COPY static static
+COPY manage.py .
+
+RUN useradd --no-create-home --shell /usr/sbin/nologin liveroom
+USER liveroom
+EXPOSE 8000
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", \
+     "--websocket-max-message-size", "4096", "--websocket-max-frame-size", "4096", \
+     "liveroom.asgi:application"]

@@ -1,0 +1,64 @@
+# liveroom: `make run` serves the app, `make test` runs the whole suite. Both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Pages never send frames; anything bigger than this from a client is refused by daphne.
+DAPHNE := $(BIN)/daphne --websocket-max-message-size 4096 --websocket-max-frame-size 4096
+# `make test-services` (and CI's second pass) uses these local servers.
+SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/liveroom
+SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test test-services lint format migrations-check screenshots chromium clean
+
+$(VENV)/.app: requirements.txt .python-version
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12) and "liveroom needs Python 3.12 or newer (Django 6); found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.app requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.app
+	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --no-input
+	@DEBUG=$${DEBUG-1} $(DAPHNE) -b $(HOST) -p $(PORT) liveroom.asgi:application & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null' INT TERM EXIT; \
+	until $(BIN)/python -c 'import urllib.request as u; u.urlopen("http://$(HOST):$(PORT)/room/join/", timeout=1)' 2>/dev/null; do \
+		kill -0 $$pid 2>/dev/null || exit 1; sleep 0.2; \
+	done; \
+	echo "liveroom is ready at http://$(HOST):$(PORT)/ (Ctrl+C stops it)"; \
+	wait $$pid
+
+test: $(VENV)/.dev chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-services: $(VENV)/.dev chromium
+	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.
+chromium:
+	@command -v chromium >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "Browser tests need Chromium: sudo apt-get install chromium"; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrations-check: $(VENV)/.app
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+
+screenshots: $(VENV)/.dev chromium
+	LIVEROOM_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/test_browser.py
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm
