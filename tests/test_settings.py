@@ -1,0 +1,30 @@
+import os
+import subprocess
+import sys
+
+from tests.servers import ROOT
+
+
+def load_settings(**env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
+    environment.update(env, DJANGO_SETTINGS_MODULE="liveroom.settings")
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT, env=environment, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_debug_off_without_a_secret_key_refuses_to_start_with_a_clear_message() -> None:
+    result = load_settings(DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_debug_on_runs_with_a_development_key() -> None:
+    assert load_settings(DEBUG="1").returncode == 0
+
+
+def test_a_malformed_boolean_is_a_clear_error() -> None:
+    result = load_settings(DEBUG="maybe")
+    assert result.returncode != 0
+    assert "DEBUG must be a boolean" in result.stderr
