@@ -7,7 +7,8 @@ from liveroom.models import Room
 # Close codes. The htmx ws extension reconnects only after 1006, 1011, 1012 and 1013, so a
 # page that is no longer allowed in stays closed instead of retrying forever.
 NOT_A_MEMBER = 4403
-POLICY_VIOLATION = 1008
+# daphne (autobahn) lets an application send only 1000 or 3000-4999, so 1008 becomes 4008.
+POLICY_VIOLATION = 4008
 
 
 class RoomConsumer(AsyncWebsocketConsumer):

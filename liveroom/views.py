@@ -5,6 +5,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from liveroom.forms import JoinForm
 from liveroom.membership import member_join, member_leave
 from liveroom.models import Member, Room
+from liveroom.ratelimit import limit_membership_changes
 
 
 def current_member(request: HttpRequest, room: Room) -> Member | None:
@@ -36,6 +37,7 @@ def room(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@limit_membership_changes
 def join(request: HttpRequest) -> HttpResponse:
     room = Room.default()
     if request.method == "GET":
@@ -53,6 +55,7 @@ def join(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@limit_membership_changes
 def leave(request: HttpRequest) -> HttpResponse:
     if request.session.session_key:
         member_leave(room=Room.default(), session_key=request.session.session_key)

@@ -37,8 +37,12 @@ def server_environment(tmp_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DEBUG="0",
+        DJANGO_SETTINGS_MODULE="liveroom.settings",  # the real settings, not the tests'
+        PYTHONUNBUFFERED="1",  # server logs reach the file as they happen
         SECRET_KEY="end-to-end-tests-" + uuid.uuid4().hex,
         ALLOWED_HOSTS="127.0.0.1,localhost",
+        RATE_LIMIT_PER_SESSION="1000/60",
+        RATE_LIMIT_PER_ADDRESS="1000/60",
         # Keep these servers' messages apart from any other user of the same Redis.
         LIVEROOM_CHANNEL_PREFIX="e2e-" + uuid.uuid4().hex[:8],
     )
@@ -59,6 +63,10 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
+# The same limits as `make run`, the Dockerfile and compose.yaml (tests/test_security.py checks).
+DAPHNE_LIMITS = ("--websocket-max-message-size", "4096", "--websocket-max-frame-size", "4096")
+
+
 class Daphne:
     """One server process of liveroom.asgi:application; by default `daphne` on a free port."""
 
@@ -76,7 +84,7 @@ class Daphne:
         self.log_path = log_path
         self.command = command or [
             sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-            *extra_args, "liveroom.asgi:application",
+            *DAPHNE_LIMITS, *extra_args, "liveroom.asgi:application",
         ]  # fmt: skip
         self.process: subprocess.Popen | None = None
 

@@ -5,3 +5,7 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret")
 
 from liveroom.settings import *  # noqa: F403
+
+# Tests make many joins from one address; the rate-limit tests set their own small limits.
+RATE_LIMIT_PER_SESSION = (1000, 60)
+RATE_LIMIT_PER_ADDRESS = (1000, 60)

@@ -4,7 +4,9 @@ import base64
 import os
 import shutil
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from threading import Thread
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
@@ -178,3 +180,44 @@ def save_side_by_side(browser: Browser, pages: list[Page], path: Path) -> None:
     sheet.screenshot(path=str(path), full_page=True)
     sheet.close()
     assert path.stat().st_size > 10_000
+
+
+EVIL_PAGE = """<!doctype html><title>evil</title><body><script>
+const socket = new WebSocket("ws://127.0.0.1:%(port)d/ws/room/");
+socket.onmessage = (event) => { document.body.dataset.leak = event.data; };
+socket.onclose = (event) => { document.body.dataset.closed = String(event.code); };
+</script></body>"""
+
+
+@pytest.fixture
+def evil_site(server: Daphne) -> Iterator[str]:
+    """A page on another site (a real loopback server) that tries to open the room's socket."""
+    body = (EVIL_PAGE % {"port": server.port}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=httpd.serve_forever, daemon=True).start()
+    # Chromium resolves *.localhost to loopback; the host name makes it another site.
+    yield f"http://evil.localhost:{httpd.server_port}/"
+    httpd.shutdown()
+
+
+def test_a_page_on_another_site_cannot_read_the_member_list(
+    browser: Browser, server: Daphne, evil_site: str
+) -> None:
+    alice = Person(browser, server)
+    alice.join("Alice")
+    alice.page.goto(evil_site)
+    expect(alice.page.locator("body")).to_have_attribute("data-closed", "1006")
+    assert alice.page.locator("body").get_attribute("data-leak") is None
+    assert "WSREJECT /ws/room/" in server.log()
+    alice.close()

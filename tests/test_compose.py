@@ -78,7 +78,8 @@ def test_compose_commands_migrate_and_serve_the_app(server_env, start_server) ->
     services = load_compose()["services"]
     port = free_port()
     variables = {"SECRET_KEY": "compose-test-secret", "WEB_PORT": str(port)}
-    env = dict(os.environ)
+    # As in the container: no settings module given, so manage.py and asgi.py pick the app's.
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(
         {k: interpolate(str(v), variables) for k, v in services["web"]["environment"].items()}
     )

@@ -1,0 +1,57 @@
+"""Fixed-window limits on joins and leaves, per session and per client address.
+
+Counters live in the default cache, which is Redis when REDIS_URL is set, so every server
+process counts against the same limit.
+"""
+
+import logging
+import time
+from functools import wraps
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+logger = logging.getLogger(__name__)
+
+
+def seconds_until_allowed(request: HttpRequest) -> int:
+    """Count this membership change; 0 if it is within its limits, else how long to wait."""
+    limits = [
+        (f"address:{request.META.get('REMOTE_ADDR', '')}", settings.RATE_LIMIT_PER_ADDRESS),
+        (f"session:{request.session.session_key}", settings.RATE_LIMIT_PER_SESSION),
+    ]
+    now = time.time()
+    wait = 0
+    for subject, (count, seconds) in limits:
+        window = int(now // seconds)
+        key = f"ratelimit:membership:{subject}:{window}"
+        try:
+            cache.add(key, 0, timeout=seconds)
+            used = cache.incr(key)
+        except Exception:
+            # A limiter whose store is down must not lock everyone out.
+            logger.warning("Rate limit store unavailable; request not limited", exc_info=True)
+            return 0
+        if used > count:
+            wait = max(wait, int((window + 1) * seconds - now) + 1)
+    return wait
+
+
+def limit_membership_changes(view):
+    """Answer 429 to a POST over its join/leave limit, before the view runs."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        if not request.session.session_key:
+            request.session.create()  # so the first change counts against the session too
+        if wait := seconds_until_allowed(request):
+            response = render(request, "429.html", {"retry_after": wait}, status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,245 @@
+"""Hostile input, hostile pages and careless users: each gets a clear answer, nobody gets in."""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+from ruamel.yaml import YAML
+
+from liveroom.asgi import application
+from liveroom.consumers import POLICY_VIOLATION
+from liveroom.models import Member
+from tests.conftest import join, socket_headers
+from tests.servers import DAPHNE_LIMITS, ROOT, Visitor
+
+HOSTILE_NAMES = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    '<b hx-get="/x" hx-trigger="load">x</b>',
+]
+
+
+# --- Forms -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("token", [None, "not-the-token"], ids=["missing", "bad"])
+def test_a_form_without_a_valid_csrf_token_is_refused(token: str | None) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.get("/room/join/")
+    data = (
+        {"name": "Mallory"} if token is None else {"name": "Mallory", "csrfmiddlewaretoken": token}
+    )
+    response = client.post("/room/join/", data)
+    assert response.status_code == 403
+    assert "That form could not be accepted" in response.content.decode()
+    assert not Member.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_huge_form_body_is_refused_by_django_limits(client: Client) -> None:
+    response = client.post(
+        "/room/join/", {"name": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)}
+    )
+    assert response.status_code == 400
+    assert "Nothing was changed." in response.content.decode()
+    assert not Member.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+async def test_markup_in_a_name_is_text_in_the_page_and_in_every_fragment(name: str) -> None:
+    alice = Client()
+    await sync_to_async(join)(alice, "Alice")
+    socket = WebsocketCommunicator(application, "/ws/room/", headers=socket_headers(alice))
+    assert (await socket.connect())[0]
+    await socket.receive_from()
+
+    mallory = Client()
+    await sync_to_async(join)(mallory, name)
+    joined = await socket.receive_from()
+    await sync_to_async(join)(mallory, name + "!")
+    renamed = await socket.receive_from()
+    page = (await sync_to_async(mallory.get)("/room/")).content.decode()
+    await socket.disconnect()
+
+    for html in (joined, renamed, page):
+        assert "<script>alert" not in html
+        assert "<img" not in html
+        assert "hx-get" not in html.replace("hx-get=&quot;", "")
+        assert "&lt;" in html
+
+
+@pytest.mark.django_db
+def test_session_cookie_is_http_only_and_same_site_lax(client: Client) -> None:
+    join(client, "Alice")
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+
+
+def test_double_submit_from_one_session_keeps_one_membership(start_server) -> None:
+    server = start_server()
+    alice = Visitor()
+    assert alice.join(server, "Alice").status_code == 302
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(lambda i: alice.join(server, f"Alice {i % 2}").status_code,
+                                 range(10)))  # fmt: skip
+    assert statuses == [302] * 10
+    page = alice.http.get(f"{server.url}/room/", timeout=10).text
+    assert "1 person here" in page
+    assert "Traceback" not in server.log()
+
+
+# --- Rate limits -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_joins_over_the_session_limit_get_429_and_change_nothing(settings) -> None:
+    settings.RATE_LIMIT_PER_SESSION = (3, 60)
+    client = Client(REMOTE_ADDR="198.51.100.1")
+    for name in ("Alice", "Alicia", "Ali"):
+        join(client, name)
+    response = client.post("/room/join/", {"name": "Al"})
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= 61
+    assert "Please try again in" in response.content.decode()
+    assert Member.objects.get().name == "Ali"
+    assert client.post("/room/leave/").status_code == 429
+    assert Member.objects.exists()
+
+
+@pytest.mark.django_db
+def test_joins_over_the_address_limit_get_429(settings) -> None:
+    settings.RATE_LIMIT_PER_ADDRESS = (2, 60)
+    address = "198.51.100.2"
+    join(Client(REMOTE_ADDR=address), "Alice")
+    join(Client(REMOTE_ADDR=address), "Bob")
+    response = Client(REMOTE_ADDR=address).post("/room/join/", {"name": "Carol"})
+    assert response.status_code == 429
+    assert (
+        Client(REMOTE_ADDR="198.51.100.3").post("/room/join/", {"name": "Dan"}).status_code == 302
+    )
+    assert sorted(Member.objects.values_list("name", flat=True)) == ["Alice", "Bob", "Dan"]
+
+
+@pytest.mark.services
+def test_the_rate_limit_holds_across_server_processes(server_env, start_server) -> None:
+    env = {**server_env, "RATE_LIMIT_PER_SESSION": "4/60",
+           "LIVEROOM_CHANNEL_PREFIX": "ratelimit-" + secrets.token_hex(4)}  # fmt: skip
+    first, second = start_server(env=env), start_server(env=env)
+    alice = Visitor()
+    statuses = [alice.join(server, f"Alice {i}").status_code
+                for i, server in enumerate([first, second] * 3)]  # fmt: skip
+    assert statuses == [302, 302, 302, 302, 429, 429]
+
+
+# --- The WebSocket -----------------------------------------------------------------------
+
+
+def test_a_frame_over_the_size_limit_is_refused_by_daphne(start_server) -> None:
+    server = start_server()
+    alice = Visitor()
+    alice.join(server, "Alice")
+    with alice.open_socket(server) as socket:
+        socket.recv(timeout=10)
+        socket.send("x" * 5000)
+        # daphne drops the connection at once; the oversized frame never reaches the app.
+        with pytest.raises(websockets.ConnectionClosed):
+            socket.recv(timeout=10)
+    assert "Exception inside application" not in server.log()
+
+
+def send_until_closed(socket) -> None:
+    for _ in range(10_000):
+        socket.send("spam")
+    socket.recv(timeout=10)
+
+
+def test_a_flood_of_frames_closes_that_socket_and_spares_the_others(start_server) -> None:
+    server = start_server()
+    alice, mallory = Visitor(), Visitor()
+    alice.join(server, "Alice")
+    mallory.join(server, "Mallory")
+    with alice.open_socket(server) as watcher, mallory.open_socket(server) as flooder:
+        watcher.recv(timeout=10)
+        flooder.recv(timeout=10)
+        with pytest.raises(websockets.ConnectionClosed):
+            send_until_closed(flooder)
+        assert flooder.close_code == POLICY_VIOLATION
+
+        started = time.monotonic()
+        Visitor().join(server, "Bob")
+        assert "Bob" in watcher.recv(timeout=10)
+        assert time.monotonic() - started < 5
+
+
+def test_daphne_runs_with_the_same_limits_everywhere() -> None:
+    assert " ".join(DAPHNE_LIMITS) in (ROOT / "Makefile").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", "")
+    docker_command = json.loads(re.search(r"^CMD (.*)$", dockerfile, re.MULTILINE)[1])
+    compose_command = YAML(typ="safe").load((ROOT / "compose.yaml").read_text())["services"]["web"][
+        "command"
+    ]
+    for command in (docker_command, compose_command):
+        joined = " ".join(map(str, command))
+        assert " ".join(DAPHNE_LIMITS) in joined
+
+
+# --- Production settings -----------------------------------------------------------------
+
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "ALLOWED_HOSTS": "room.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://room.example.com",
+    "HTTPS": "1",
+    "HSTS_PRELOAD": "1",
+}
+
+
+def deploy_check(**env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "liveroom.settings"}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=environment, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_the_deploy_check_passes_with_production_settings() -> None:
+    result = deploy_check(**PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_deploy_check_fails_when_https_is_not_configured() -> None:
+    result = deploy_check(**{**PRODUCTION, "HTTPS": "0"})
+    assert result.returncode != 0
+    assert "SECURE_SSL_REDIRECT" in result.stdout + result.stderr
+
+
+@pytest.mark.django_db
+def test_pages_carry_a_strict_content_security_policy(alice: Client) -> None:
+    response = alice.get("/room/")
+    policy = response["Content-Security-Policy"]
+    nonce = re.search(r"'nonce-([^']+)'", policy)[1]
+    assert "unsafe-inline" not in policy
+    assert "unsafe-eval" not in policy
+    html = response.content.decode()
+    scripts = re.findall(r"<script[^>]*>", html)
+    assert scripts
+    assert all(f'nonce="{nonce}"' in tag for tag in scripts)
+    assert '"allowEval": false' in html
+    assert '"includeIndicatorStyles": false' in html
+    assert '"allowScriptTags": false' in html
