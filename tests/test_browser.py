@@ -64,8 +64,12 @@ class Person:
     def join(self, name: str) -> None:
         self.page.goto(f"{self.server.url}/room/join/")
         self.page.get_by_label("Your name").fill(name)
-        with self.page.expect_websocket() as socket_info:
+        with (
+            self.page.expect_websocket() as socket_info,
+            self.page.expect_response(f"{self.server.url}/room/") as room_response,
+        ):
             self.page.get_by_role("button", name="Join").click()
+        self.room_headers = room_response.value.headers
         # The first frame is the snapshot: from here on the page is live.
         socket_info.value.expect_event("framereceived")
         expect(self.page).to_have_url(f"{self.server.url}/room/")
@@ -100,6 +104,8 @@ def test_two_people_see_each_other_join_and_leave_live(
     expect(alice.members()).to_have_text(["Alice"])
     expect(alice.page.locator("#member-count")).to_have_text("1 person here")
 
+    # The pages ran under the strict policy, and the browser reported no violation of it.
+    assert "'nonce-" in alice.room_headers["content-security-policy"]
     assert alice.errors == []
     assert bob.errors == []
     alice.close()
