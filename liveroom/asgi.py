@@ -10,7 +10,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
+from liveroom.close_codes import allow_standard_close_codes  # noqa: E402
 from liveroom.routing import websocket_urlpatterns  # noqa: E402
+
+allow_standard_close_codes()
 
 application = ProtocolTypeRouter(
     {

@@ -2,13 +2,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from liveroom.broadcast import render_left_notice, render_snapshot
+from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION
 from liveroom.models import Room
-
-# Close codes. The htmx ws extension reconnects only after 1006, 1011, 1012 and 1013, so a
-# page that is no longer allowed in stays closed instead of retrying forever.
-NOT_A_MEMBER = 4403
-# daphne (autobahn) lets an application send only 1000 or 3000-4999, so 1008 becomes 4008.
-POLICY_VIOLATION = 4008
 
 
 class RoomConsumer(AsyncWebsocketConsumer):

@@ -8,7 +8,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from liveroom.asgi import application
-from liveroom.consumers import NOT_A_MEMBER, POLICY_VIOLATION
+from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION
 from liveroom.models import Member, Room
 from tests.conftest import ORIGIN, join, socket_headers
 

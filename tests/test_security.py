@@ -18,7 +18,7 @@ from django.test import Client
 from ruamel.yaml import YAML
 
 from liveroom.asgi import application
-from liveroom.consumers import POLICY_VIOLATION
+from liveroom.close_codes import POLICY_VIOLATION
 from liveroom.models import Member
 from tests.conftest import join, socket_headers
 from tests.servers import DAPHNE_LIMITS, ROOT, Visitor
