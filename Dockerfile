@@ -17,5 +17,5 @@ RUN useradd --no-create-home --shell /usr/sbin/nologin liveroom
 USER liveroom
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", \
-     "--websocket-max-message-size", "4096", "--websocket-max-frame-size", "4096", \
+     "--websocket-max-message-size", "4194304", "--websocket-max-frame-size", "4096", \
      "liveroom.asgi:application"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db.models import F
 from django.template.loader import render_to_string
 
 from liveroom.models import Member, Room
@@ -41,32 +42,34 @@ def broadcast_change(*, room: Room, version: int, member: Member, change: str, c
         "left": change == "left",
         "html": html,
     }
-    async_to_sync(_group_send)(room.group_name, message)
+    async_to_sync(_group_send)(room.group_name, message, change)
 
 
-async def _group_send(group: str, message: dict) -> None:
+async def _group_send(group: str, message: dict, change: str) -> None:
     # The database already holds the change; a layer that is down or slow must not fail or
-    # hang the request. Pages heal on their next snapshot.
-    layer = get_channel_layer()
+    # hang the request. Pages catch up from their next snapshot.
     try:
         await asyncio.wait_for(
-            layer.group_send(group, message), timeout=settings.LIVEROOM_BROADCAST_TIMEOUT
+            get_channel_layer().group_send(group, message),
+            timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
         )
-    except Exception:
-        logger.exception(
-            "Broadcast of room version %s to group %s failed", message["version"], group
-        )
+    except Exception as error:
+        logger.error(
+            "Broadcast skipped: member %s %s, group %s, room version %s: %s",
+            message["member_id"], change, group, message["version"],
+            repr(error) if str(error) else type(error).__name__,
+        )  # fmt: skip
 
 
 def render_snapshot(*, room_slug: str, session_key: str) -> Snapshot | None:
     """The full member list as seen by one member, or None if the session is not a member."""
-    room = Room.objects.filter(slug=room_slug).first()
-    if room is None:
-        return None
-    # Read the version before the members: a change committed in between then arrives as a
-    # newer version and is applied (fragments are idempotent) instead of being skipped.
-    version = room.version
-    members = list(room.members.only("id", "name", "session_key", "joined_at"))
+    # One statement reads the members and the room version together, so the snapshot is
+    # exactly the state at that version: later changes are newer, earlier ones are included.
+    members = list(
+        Member.objects.filter(room__slug=room_slug)
+        .annotate(room_version=F("room__version"))
+        .only("id", "name", "session_key", "joined_at")
+    )
     me = next((member for member in members if member.session_key == session_key), None)
     if me is None:
         return None
@@ -74,7 +77,7 @@ def render_snapshot(*, room_slug: str, session_key: str) -> Snapshot | None:
         f"{ROOM_TEMPLATE}#snapshot",
         {"members": members, "count": len(members), "me": me, "oob": True},
     )
-    return Snapshot(version=version, member_id=me.pk, html=html)
+    return Snapshot(version=me.room_version, member_id=me.pk, html=html)
 
 
 def render_left_notice() -> str:

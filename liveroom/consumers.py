@@ -1,15 +1,38 @@
+import asyncio
+import logging
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import DatabaseError
 
+from liveroom import page_watch
 from liveroom.broadcast import render_left_notice, render_snapshot
-from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION
+from liveroom.close_codes import (
+    NOT_A_MEMBER,
+    POLICY_VIOLATION,
+    SERVICE_RESTART,
+    TRY_AGAIN_LATER,
+)
 from liveroom.models import Room
+
+logger = logging.getLogger(__name__)
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
     """Pushes a room's changes to one page: a snapshot on connect, then each change's HTML."""
 
     room_slug = Room.DEFAULT_SLUG
+    is_open = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # daphne cancels every consumer when it shuts down: send the page elsewhere now.
+            if self.is_open:
+                await self.close(code=SERVICE_RESTART)
+            raise
 
     async def connect(self) -> None:
         self.group_name: str | None = None
@@ -19,17 +42,41 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Accept before refusing: a refused handshake reaches the browser as 1006, which htmx
         # retries; an accepted socket closed with NOT_A_MEMBER is not retried.
         await self.accept()
+        self.is_open = True
         if not session_key:
             await self.close(code=NOT_A_MEMBER)
             return
         # Join the group before reading the snapshot, so no change can fall in between.
-        self.group_name = Room(slug=self.room_slug).group_name
-        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        group_name = Room(slug=self.room_slug).group_name
+        try:
+            await asyncio.wait_for(
+                self.channel_layer.group_add(group_name, self.channel_name),
+                timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
+            )
+        except Exception as error:
+            logger.warning("Channel layer unavailable, page asked to retry: %r", error)
+            await self.close(code=TRY_AGAIN_LATER)
+            return
+        self.group_name = group_name
+        page_watch.watch(self)
         await self.send_snapshot()
 
     async def disconnect(self, code: int) -> None:
+        self.is_open = False
+        page_watch.unwatch(self)
         if self.group_name is not None:
-            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+            try:
+                await asyncio.wait_for(
+                    self.channel_layer.group_discard(self.group_name, self.channel_name),
+                    timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
+                )
+            except Exception as error:
+                # The layer forgets the channel locally first; Redis drops it with the process.
+                logger.info("Leaving group %s while the layer is down: %r", self.group_name, error)
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.is_open = False
+        await super().close(code=code, reason=reason)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Pages only listen; a client that talks is not one of ours.
@@ -56,12 +103,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send_snapshot()
 
     async def send_snapshot(self) -> None:
-        snapshot = await database_sync_to_async(render_snapshot)(
-            room_slug=self.room_slug, session_key=self.scope["session"].session_key
-        )
+        try:
+            snapshot = await database_sync_to_async(render_snapshot)(
+                room_slug=self.room_slug, session_key=self.scope["session"].session_key
+            )
+        except DatabaseError as error:
+            logger.warning("Database unavailable for a snapshot, page asked to retry: %r", error)
+            await self.close(code=TRY_AGAIN_LATER)
+            return
         if snapshot is None:
             await self.close(code=NOT_A_MEMBER)
             return
+        if snapshot.version < self.version:
+            return  # read before a change this page has already shown
         self.member_id = snapshot.member_id
         self.version = snapshot.version
         await self.send(text_data=snapshot.html)

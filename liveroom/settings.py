@@ -42,6 +42,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}.") from None
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}.") from None
+
+
 def env_rate(name: str, default: str) -> tuple[int, int]:
     """A rate written "count/seconds", e.g. "10/60" for ten per minute."""
     value = os.environ.get(name) or default
@@ -89,6 +99,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "liveroom.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "liveroom.urls"
@@ -131,10 +142,13 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI every request may run on a new thread, so persistent per-thread connections
     # would pile up; a pool shares a few connections and checks them before handing them out.
     DATABASES["default"]["OPTIONS"] = {
+        "connect_timeout": 3,
         "pool": {
             "min_size": 2,
             "max_size": env_int("DATABASE_POOL_SIZE", 10),
-            "timeout": 5,
+            # How long a request waits for a connection before the 503 page; bounded even
+            # when the database is down.
+            "timeout": env_float("DATABASE_POOL_TIMEOUT", 5.0),
             "check": ConnectionPool.check_connection,
         },
     }
@@ -160,7 +174,13 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            # Past its capacity a page's queue drops group messages; a burst of changes must fit.
+            "CONFIG": {"capacity": 10_000},
+        }
+    }
 
 # The cache holds rate-limit counters, so it must be shared by every server process.
 if REDIS_URL:
@@ -180,7 +200,9 @@ RATE_LIMIT_PER_SESSION = env_rate("RATE_LIMIT_PER_SESSION", "10/60")
 RATE_LIMIT_PER_ADDRESS = env_rate("RATE_LIMIT_PER_ADDRESS", "60/60")
 
 # Seconds a view waits for the channel layer before giving up on a broadcast.
-LIVEROOM_BROADCAST_TIMEOUT = float(os.environ.get("LIVEROOM_BROADCAST_TIMEOUT", "2"))
+LIVEROOM_BROADCAST_TIMEOUT = env_float("LIVEROOM_BROADCAST_TIMEOUT", 2.0)
+# Seconds between each process's checks that its pages are up to date and Redis is the same.
+LIVEROOM_WATCH_INTERVAL = env_float("LIVEROOM_WATCH_INTERVAL", 1.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -79,3 +79,5 @@ def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator:
     yield start
     for server in servers:
         server.stop()
+    crashes = [server.log() for server in servers if "Exception inside application" in server.log()]
+    assert not crashes, "a consumer or view crashed:\n" + "\n".join(crashes)

@@ -162,6 +162,18 @@ def test_a_frame_over_the_size_limit_is_refused_by_daphne(start_server) -> None:
     assert "Exception inside application" not in server.log()
 
 
+def test_a_snapshot_bigger_than_a_client_frame_reaches_the_page(start_server) -> None:
+    server = start_server()
+    for i in range(60):
+        Visitor().join(server, f"Guest number {i}")
+    alice = Visitor()
+    alice.join(server, "Alice")
+    with alice.open_socket(server) as socket:
+        snapshot = socket.recv(timeout=10)
+    assert len(snapshot.encode()) > 4096
+    assert "61 people here" in snapshot
+
+
 def send_until_closed(socket) -> None:
     for _ in range(10_000):
         socket.send("spam")
