@@ -10,10 +10,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
-from liveroom.close_codes import allow_standard_close_codes  # noqa: E402
+from liveroom import daphne_server  # noqa: E402
 from liveroom.routing import websocket_urlpatterns  # noqa: E402
+from liveroom.single_process import warn_if_sharing_the_in_memory_layer  # noqa: E402
 
-allow_standard_close_codes()
+daphne_server.configure()
+warn_if_sharing_the_in_memory_layer()
 
 application = ProtocolTypeRouter(
     {

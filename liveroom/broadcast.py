@@ -55,9 +55,8 @@ async def _group_send(group: str, message: dict, change: str) -> None:
         )
     except Exception as error:
         logger.error(
-            "Broadcast skipped: member %s %s, group %s, room version %s: %s",
-            message["member_id"], change, group, message["version"],
-            repr(error) if str(error) else type(error).__name__,
+            "Broadcast skipped: member %s %s, group %s, room version %s: %s %s",
+            message["member_id"], change, group, message["version"], type(error).__name__, error,
         )  # fmt: skip
 
 

@@ -5,13 +5,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from liveroom import page_watch
 from liveroom.broadcast import render_left_notice, render_snapshot
 from liveroom.close_codes import (
     NOT_A_MEMBER,
     POLICY_VIOLATION,
-    SERVICE_RESTART,
     TRY_AGAIN_LATER,
 )
 from liveroom.models import Room
@@ -23,16 +23,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
     """Pushes a room's changes to one page: a snapshot on connect, then each change's HTML."""
 
     room_slug = Room.DEFAULT_SLUG
-    is_open = False
+    accepted = False
 
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
-        except asyncio.CancelledError:
-            # daphne cancels every consumer when it shuts down: send the page elsewhere now.
-            if self.is_open:
-                await self.close(code=SERVICE_RESTART)
-            raise
+        except (RedisError, TimeoutError) as error:
+            # Before connect() even runs, Channels asks the layer for this page's channel; with
+            # Redis unreachable that fails. Answer the handshake so htmx retries, not crash.
+            logger.warning("Channel layer unavailable, page asked to retry: %s", error)
+            if not self.accepted:
+                await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
 
     async def connect(self) -> None:
         self.group_name: str | None = None
@@ -42,7 +44,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Accept before refusing: a refused handshake reaches the browser as 1006, which htmx
         # retries; an accepted socket closed with NOT_A_MEMBER is not retried.
         await self.accept()
-        self.is_open = True
+        self.accepted = True
         if not session_key:
             await self.close(code=NOT_A_MEMBER)
             return
@@ -54,7 +56,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
             )
         except Exception as error:
-            logger.warning("Channel layer unavailable, page asked to retry: %r", error)
+            logger.warning(
+                "Channel layer unavailable, page asked to retry: %s: %s",
+                type(error).__name__,
+                error,
+            )
             await self.close(code=TRY_AGAIN_LATER)
             return
         self.group_name = group_name
@@ -62,7 +68,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send_snapshot()
 
     async def disconnect(self, code: int) -> None:
-        self.is_open = False
         page_watch.unwatch(self)
         if self.group_name is not None:
             try:
@@ -72,11 +77,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 )
             except Exception as error:
                 # The layer forgets the channel locally first; Redis drops it with the process.
-                logger.info("Leaving group %s while the layer is down: %r", self.group_name, error)
-
-    async def close(self, code: int | None = None, reason: str | None = None) -> None:
-        self.is_open = False
-        await super().close(code=code, reason=reason)
+                logger.info("Left group %s while the layer is down: %s", self.group_name, error)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Pages only listen; a client that talks is not one of ours.
@@ -108,7 +109,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 room_slug=self.room_slug, session_key=self.scope["session"].session_key
             )
         except DatabaseError as error:
-            logger.warning("Database unavailable for a snapshot, page asked to retry: %r", error)
+            logger.warning("Database unavailable for a snapshot, page asked to retry: %s", error)
             await self.close(code=TRY_AGAIN_LATER)
             return
         if snapshot is None:

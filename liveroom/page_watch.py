@@ -48,14 +48,14 @@ async def _watch_pages() -> None:
     due_versions: dict[str, int] = {}
     try:
         while True:
+            if redis is not None and (code := await redis.close_code()):
+                await close_pages(code)
+            else:
+                due_versions = await _resync_pages_behind(due_versions)
             await asyncio.sleep(interval)
             if not _pages:
                 _task = None  # the next page starts a new watch
                 return
-            if redis is not None and (code := await redis.close_code()):
-                await _close_pages(code)
-                continue
-            due_versions = await _resync_pages_behind(due_versions)
     finally:
         if redis is not None:
             await redis.aclose()
@@ -67,7 +67,7 @@ async def _resync_pages_behind(due_versions: dict[str, int]) -> dict[str, int]:
     try:
         versions = await database_sync_to_async(_room_versions)(slugs)
     except DatabaseError as error:
-        logger.warning("Cannot check room versions: %r", error)
+        logger.warning("Cannot check room versions: %s: %s", type(error).__name__, error)
         return due_versions
     behind = [page for page in _pages if page.version < due_versions.get(page.room_slug, 0)]
     if behind:
@@ -80,7 +80,8 @@ def _room_versions(slugs: set[str]) -> dict[str, int]:
     return dict(Room.objects.filter(slug__in=slugs).values_list("slug", "version"))
 
 
-async def _close_pages(code: int) -> None:
+async def close_pages(code: int) -> None:
+    """Close every watched page of this process with `code`."""
     pages = list(_pages)
     _pages.clear()
     await asyncio.gather(*(page.close(code=code) for page in pages), return_exceptions=True)
@@ -103,8 +104,8 @@ class RedisCheck:
         except Exception as error:
             was_reachable, self.reachable = self.reachable, False
             if was_reachable:
-                logger.error("Redis unreachable (%r): asking %d pages to retry", error,
-                             len(_pages))  # fmt: skip
+                logger.error("Redis unreachable (%s: %s): asking %d pages to retry",
+                             type(error).__name__, error, len(_pages))  # fmt: skip
                 return TRY_AGAIN_LATER
             return None
         restarted = self.run_id is not None and info["run_id"] != self.run_id

@@ -30,9 +30,12 @@ def seconds_until_allowed(request: HttpRequest) -> int:
         try:
             cache.add(key, 0, timeout=seconds)
             used = cache.incr(key)
-        except Exception:
+        except Exception as error:
             # A limiter whose store is down must not lock everyone out.
-            logger.warning("Rate limit store unavailable; request not limited", exc_info=True)
+            logger.warning(
+                "Rate limit store unavailable, request not limited: %s: %s",
+                type(error).__name__, error,
+            )  # fmt: skip
             return 0
         if used > count:
             wait = max(wait, int((window + 1) * seconds - now) + 1)

@@ -166,6 +166,9 @@ if REDIS_URL:
                     {
                         "address": REDIS_URL,
                         "max_connections": env_int("REDIS_MAX_CONNECTIONS", 2000),
+                        # A Redis that stops answering fails calls instead of hanging them.
+                        "socket_connect_timeout": 2,
+                        "socket_timeout": 5,
                     }
                 ],
                 # Lets several deployments (or test runs) share one Redis without crosstalk.
@@ -259,6 +262,8 @@ SECURE_CSP = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"liveroom": {"handlers": ["console"], "level": "INFO"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)-8s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # One handler, on the root: daphne's, Django's and the app's lines each appear once.
+    "root": {"handlers": ["console"], "level": "INFO"},
 }

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.test import Client
+from playwright.sync_api import Browser, sync_playwright
 
+from tests.browsers import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import Daphne, empty_database, server_environment
 
 USES_SERVICES = bool(os.environ.get("DATABASE_URL")) and bool(os.environ.get("REDIS_URL"))
@@ -57,6 +59,14 @@ def socket_headers(client: Client, origin: str = ORIGIN) -> list[tuple[bytes, by
         jar[settings.SESSION_COOKIE_NAME] = cookie.value
         headers.append((b"cookie", jar.output(header="", sep=";").strip().encode()))
     return headers
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,83 +2,23 @@
 
 import base64
 import os
-import shutil
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from threading import Thread
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.browsers import Person, needs_chromium
 from tests.servers import ROOT, Daphne
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"needs Chromium at {CHROMIUM}"),
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture
 def server(start_server) -> Daphne:
     return start_server()
-
-
-class Person:
-    """One browser context: its own cookies, so its own session."""
-
-    def __init__(self, browser: Browser, server: Daphne, **options):
-        self.server = server
-        self.context: BrowserContext = browser.new_context(
-            viewport={"width": 480, "height": 640}, **options
-        )
-        self.page: Page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-
-    def _console(self, message) -> None:
-        if message.type == "error":
-            self.errors.append(message.text)
-
-    def join(self, name: str) -> None:
-        self.page.goto(f"{self.server.url}/room/join/")
-        self.page.get_by_label("Your name").fill(name)
-        with (
-            self.page.expect_websocket() as socket_info,
-            self.page.expect_response(f"{self.server.url}/room/") as room_response,
-        ):
-            self.page.get_by_role("button", name="Join").click()
-        self.room_headers = room_response.value.headers
-        # The first frame is the snapshot: from here on the page is live.
-        socket_info.value.expect_event("framereceived")
-        expect(self.page).to_have_url(f"{self.server.url}/room/")
-
-    def members(self):
-        return self.page.locator("#members .member__name")
-
-    def close(self) -> None:
-        self.context.close()
 
 
 def test_two_people_see_each_other_join_and_leave_live(

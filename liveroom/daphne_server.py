@@ -1,0 +1,51 @@
+"""Two things daphne does not do on its own, set up when it loads liveroom.asgi.
+
+- Close codes: autobahn, daphne's WebSocket engine, lets an application close only with 1000 or
+  3000-4999, although RFC 6455's registry gives servers 1008 (policy violation), 1012 (service
+  restart) and 1013 (try again later), and 1012/1013 are what the htmx ws extension reconnects
+  after. Its lower-level sendCloseFrame takes any code; use it for those three.
+- Graceful shutdown: on SIGTERM daphne cancels its consumers and drops their connections, which
+  pages see as 1006. Before that, close every open room page with 1012 so browsers know to
+  reconnect (to another process, behind a load balancer) at once.
+"""
+
+import asyncio
+
+from liveroom import page_watch
+from liveroom.close_codes import POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER
+
+STANDARD_SERVER_CODES = frozenset({POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER})
+
+
+def configure() -> None:
+    """Install both; a no-op outside daphne (tests drive the app without it)."""
+    try:
+        from daphne.ws_protocol import WebSocketProtocol
+        from twisted.internet import defer, reactor
+    except ImportError:
+        return
+    _allow_standard_close_codes(WebSocketProtocol)
+    reactor.addSystemEventTrigger(
+        "before", "shutdown",
+        lambda: defer.Deferred.fromFuture(asyncio.ensure_future(_close_pages_for_restart())),
+    )  # fmt: skip
+
+
+def _allow_standard_close_codes(protocol_class) -> None:
+    if getattr(protocol_class.serverClose, "allows_standard_codes", False):
+        return
+    strict_server_close = protocol_class.serverClose
+
+    def server_close(self, code=None):
+        if code in STANDARD_SERVER_CODES:
+            self.sendCloseFrame(code=code, isReply=False)
+        else:
+            strict_server_close(self, code)
+
+    server_close.allows_standard_codes = True
+    protocol_class.serverClose = server_close
+
+
+async def _close_pages_for_restart() -> None:
+    await page_watch.close_pages(SERVICE_RESTART)
+    await asyncio.sleep(0.1)  # let the close frames leave before connections are dropped

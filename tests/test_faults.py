@@ -1,0 +1,221 @@
+"""Faults: Redis and PostgreSQL going away, servers dying. The database is the truth: whatever
+fails, members stay as saved and every open page ends up showing the database's list."""
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import websockets
+from playwright.sync_api import Browser, expect
+
+from liveroom.close_codes import SERVICE_RESTART, TRY_AGAIN_LATER
+from tests.browsers import Person, needs_chromium
+from tests.faults import PrivateRedis, TcpProxy
+from tests.servers import Daphne, Visitor
+
+RETRY_CODES = {1006, 1011, SERVICE_RESTART, TRY_AGAIN_LATER}  # what htmx reconnects after
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.kill()
+
+
+def closed_code(socket) -> int:
+    """Wait for the server to close `socket`; return its close code (1006 if none was sent)."""
+    try:
+        while True:
+            socket.recv(timeout=15)
+    except websockets.ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else 1006
+
+
+def reconnect(visitor: Visitor, server: Daphne, timeout: float = 20) -> tuple:
+    """Reopen the room socket the way htmx does, retrying until a snapshot arrives."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while time.monotonic() < deadline:
+        socket = visitor.open_socket(server).__enter__()
+        try:
+            return socket, socket.recv(timeout=10)
+        except websockets.ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd else 1006
+            assert code in RETRY_CODES, f"closed with {code}, which htmx does not retry"
+        time.sleep(delay)
+        delay = min(delay * 2, 2)
+    raise AssertionError("no snapshot before the deadline")
+
+
+def timed(call):
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+# --- Redis -------------------------------------------------------------------------------
+
+pytestmark = pytest.mark.services
+
+
+def test_redis_down_during_a_join(server_env, start_server, private_redis) -> None:
+    server = start_server(env={**server_env, "REDIS_URL": private_redis.url})
+    alice, bob, carol = Visitor(), Visitor(), Visitor()
+    alice.join(server, "Alice")
+    with alice.open_socket(server) as socket:
+        socket.recv(timeout=10)
+        private_redis.kill()
+
+        response, seconds = timed(lambda: bob.join(server, "Bob"))
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/room/"
+        assert seconds < 3  # the broadcast gives up instead of hanging the request
+        assert "Bob" in bob.http.get(f"{server.url}/room/", timeout=10).text  # saved
+
+        assert closed_code(socket) == TRY_AGAIN_LATER  # the page is told to come back later
+    assert server.log().count("Broadcast skipped: member") == 1
+
+    private_redis.start()  # back on the same port; nothing is restarted on our side
+    socket, snapshot = reconnect(alice, server)
+    with socket:
+        assert "Bob" in snapshot
+        carol.join(server, "Carol")
+        assert "Carol" in socket.recv(timeout=10)
+
+
+def test_redis_restart_sends_pages_to_reconnect(server_env, start_server, private_redis) -> None:
+    server = start_server(env={**server_env, "REDIS_URL": private_redis.url})
+    alice = Visitor()
+    alice.join(server, "Alice")
+    with alice.open_socket(server) as socket:
+        socket.recv(timeout=10)
+        private_redis.restart()
+        assert closed_code(socket) in {SERVICE_RESTART, TRY_AGAIN_LATER}
+    Visitor().join(server, "Bob")
+    socket, snapshot = reconnect(alice, server)
+    with socket:
+        assert "Bob" in snapshot
+    assert "Exception" not in server.log()
+
+
+def test_a_blackholed_redis_does_not_hang_requests(server_env, start_server, private_redis):
+    proxy = TcpProxy(private_redis.port)
+    server = start_server(env={**server_env, "REDIS_URL": proxy.url_for(private_redis.url)})
+    alice = Visitor()
+    alice.join(server, "Alice")
+    proxy.blackhole()
+    response, seconds = timed(lambda: Visitor().join(server, "Bob"))
+    assert response.status_code == 302
+    assert seconds < 4  # broadcast timeout (2 s) plus the rate limiter's (0.5 s)
+    page, seconds = timed(lambda: alice.http.get(f"{server.url}/room/", timeout=10))
+    assert "Bob" in page.text
+    assert seconds < 1
+    proxy.close()
+
+
+@needs_chromium
+@pytest.mark.browser
+def test_a_page_shows_who_joined_while_redis_was_down(
+    browser: Browser, server_env, start_server, private_redis
+) -> None:
+    server = start_server(env={**server_env, "REDIS_URL": private_redis.url})
+    alice = Person(browser, server)
+    alice.join("Alice")
+    private_redis.kill()
+    Visitor().join(server, "Bob")
+    time.sleep(2)  # long enough for the page to be told and to retry against a dead Redis
+    private_redis.start()
+    expect(alice.members()).to_have_text(["Alice", "Bob"], timeout=20_000)
+    expect(alice.page.locator("#member-count")).to_have_text("2 people here")
+    alice.close()
+
+
+def test_connections_leave_nothing_behind_in_redis(server_env, start_server, private_redis):
+    server = start_server(env={**server_env, "REDIS_URL": private_redis.url})
+    client = redis.Redis(port=private_redis.port)
+    alice = Visitor()
+    alice.join(server, "Alice")
+    with alice.open_socket(server) as socket:
+        socket.recv(timeout=10)
+        baseline = len(client.pubsub_channels())
+    for _ in range(100):
+        socket = alice.open_socket(server).__enter__()
+        socket.recv(timeout=10)
+        socket.socket.close()  # the tab vanishes: no close handshake
+    deadline = time.monotonic() + 10
+    while len(client.pubsub_channels()) > baseline - 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # Every subscription of the 101 sockets, and the room's group, has been dropped.
+    assert client.pubsub_channels() == []
+    assert client.dbsize() <= 2  # rate-limit counters only
+
+
+# --- PostgreSQL --------------------------------------------------------------------------
+
+
+def test_database_unreachable_gets_503_then_recovers(server_env, start_server) -> None:
+    database_url = server_env["DATABASE_URL"]
+    proxy = TcpProxy(int(database_url.rsplit(":", 1)[1].split("/")[0]))
+    server = start_server(env={**server_env, "DATABASE_URL": proxy.url_for(database_url)})
+    alice = Visitor()
+    alice.join(server, "Alice")
+
+    proxy.refuse()
+    page, seconds = timed(lambda: alice.http.get(f"{server.url}/room/", timeout=30))
+    assert page.status_code == 503
+    assert "The room is unavailable for a moment" in page.text
+    assert page.headers["Retry-After"] == "5"
+    assert seconds < 7
+    assert alice.join(server, "Alicia").status_code == 503
+    with alice.open_socket(server) as socket:
+        assert closed_code(socket) == TRY_AGAIN_LATER  # the snapshot query failed: retry
+
+    proxy.forward()
+    deadline = time.monotonic() + 20
+    while alice.http.get(f"{server.url}/room/", timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "did not recover by itself"
+        time.sleep(0.5)
+    assert Visitor().join(server, "Bob").status_code == 302
+    proxy.close()
+
+
+# --- Servers -----------------------------------------------------------------------------
+
+
+def test_sigterm_closes_sockets_with_service_restart(start_server) -> None:
+    server = start_server()
+    alice = Visitor()
+    alice.join(server, "Alice")
+    with alice.open_socket(server) as socket:
+        socket.recv(timeout=10)
+        server.process.send_signal(signal.SIGTERM)
+        assert closed_code(socket) == SERVICE_RESTART
+
+
+def test_a_killed_server_pages_reconnect_to_another_and_converge(start_server) -> None:
+    first, second = start_server(), start_server()
+    alice = Visitor()
+    alice.join(first, "Alice")
+    with alice.open_socket(first) as socket:
+        socket.recv(timeout=10)
+        first.process.kill()
+        assert closed_code(socket) == 1006  # abrupt: htmx reconnects
+    Visitor().join(second, "Bob")
+    socket, snapshot = reconnect(alice, second)
+    with socket:
+        assert "Alice" in snapshot
+        assert "Bob" in snapshot
+        Visitor().join(second, "Carol")
+        assert "Carol" in socket.recv(timeout=10)
+
+
+def test_a_second_process_on_the_in_memory_layer_warns(server_env, start_server) -> None:
+    env = {k: v for k, v in server_env.items() if k != "REDIS_URL"}
+    first, second = start_server(env=env), start_server(env=env)
+    warning = "Another server process already serves this database"
+    assert warning not in first.log()
+    assert warning in second.log()
