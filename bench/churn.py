@@ -12,18 +12,13 @@ cycles run against bench/bare_asgi.py under daphne instead, as a baseline for da
 
 import argparse
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("SECRET_KEY", "benchmark-only")
-
-from tests.servers import Daphne, Visitor, server_environment  # noqa: E402
+from tests.servers import Daphne, Visitor, server_environment
 
 
 def resident_kib(pid: int) -> int:
