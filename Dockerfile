@@ -18,4 +18,5 @@ USER liveroom
 EXPOSE 8000
 CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", \
      "--websocket-max-message-size", "4194304", "--websocket-max-frame-size", "4096", \
+     "--websocket_timeout", "-1", \
      "liveroom.asgi:application"]

@@ -7,8 +7,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Pages never send frames: daphne drops a client that sends a frame over 4 KiB. The message
 # limit also caps what the app sends (autobahn applies it both ways), so it must hold the
-# largest snapshot (about 150 bytes a member).
-DAPHNE := $(BIN)/daphne --websocket-max-message-size 4194304 --websocket-max-frame-size 4096
+# largest snapshot (about 100 bytes a member). daphne closes sockets older than a day with
+# 1000, which htmx does not retry: no age limit.
+DAPHNE := $(BIN)/daphne --websocket-max-message-size 4194304 --websocket-max-frame-size 4096 --websocket_timeout -1
 # `make test-services` (and CI's second pass) uses these local servers.
 SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/liveroom
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/0

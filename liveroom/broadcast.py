@@ -30,6 +30,18 @@ class Snapshot:
     html: str
 
 
+@dataclass(frozen=True)
+class MemberList:
+    version: int
+    count: int
+    html: str
+
+
+# The latest rendered member list of each room in this process: a snapshot costs one render per
+# room version, not one per page, however many pages connect.
+_member_lists: dict[str, MemberList] = {}
+
+
 def broadcast_change(*, room: Room, version: int, member: Member, change: str, count: int) -> None:
     """Render one change ("joined", "renamed" or "left") and send it to the room's pages."""
     html = render_to_string(
@@ -62,21 +74,31 @@ async def _group_send(group: str, message: dict, change: str) -> None:
 
 def render_snapshot(*, room_slug: str, session_key: str) -> Snapshot | None:
     """The full member list as seen by one member, or None if the session is not a member."""
-    # One statement reads the members and the room version together, so the snapshot is
-    # exactly the state at that version: later changes are newer, earlier ones are included.
+    me = Member.objects.filter(room__slug=room_slug, session_key=session_key).first()
+    if me is None:
+        return None
+    version = Room.objects.filter(slug=room_slug).values_list("version", flat=True).first()
+    member_list = _member_lists.get(room_slug)
+    if member_list is None or member_list.version != version:
+        member_list = _render_member_list(room_slug)
+        _member_lists[room_slug] = member_list
+    own_part = render_to_string(
+        f"{ROOM_TEMPLATE}#snapshot-you", {"me": me, "count": member_list.count, "oob": True}
+    )
+    return Snapshot(version=member_list.version, member_id=me.pk, html=member_list.html + own_part)
+
+
+def _render_member_list(room_slug: str) -> MemberList:
+    # One statement reads the members and the room version together, so the list is exactly
+    # the state at that version: later changes are newer, earlier ones are included.
     members = list(
         Member.objects.filter(room__slug=room_slug)
         .annotate(room_version=F("room__version"))
-        .only("id", "name", "session_key", "joined_at")
+        .only("id", "name", "joined_at")
     )
-    me = next((member for member in members if member.session_key == session_key), None)
-    if me is None:
-        return None
-    html = render_to_string(
-        f"{ROOM_TEMPLATE}#snapshot",
-        {"members": members, "count": len(members), "me": me, "oob": True},
-    )
-    return Snapshot(version=me.room_version, member_id=me.pk, html=html)
+    html = render_to_string(f"{ROOM_TEMPLATE}#members", {"members": members, "oob": True})
+    version = members[0].room_version if members else 0
+    return MemberList(version=version, count=len(members), html=html)
 
 
 def render_left_notice() -> str:

@@ -8,7 +8,7 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from liveroom import page_watch
-from liveroom.broadcast import render_left_notice, render_snapshot
+from liveroom.broadcast import CHANGE_EVENT, render_left_notice, render_snapshot
 from liveroom.close_codes import (
     NOT_A_MEMBER,
     POLICY_VIOLATION,
@@ -66,6 +66,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.group_name = group_name
         page_watch.watch(self)
         await self.send_snapshot()
+
+    async def dispatch(self, message: dict) -> None:
+        if message["type"] == CHANGE_EVENT and settings.LIVEROOM_FAST_FORWARD:
+            # Channels closes stale database connections (a hop to a thread) before every
+            # message; forwarding HTML touches no database, and a snapshot's own query cleans
+            # up after itself.
+            await self.room_change(message)
+        else:
+            await super().dispatch(message)
 
     async def disconnect(self, code: int) -> None:
         page_watch.unwatch(self)

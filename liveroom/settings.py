@@ -155,21 +155,33 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 # Channel layer: Redis pub/sub when REDIS_URL is set, otherwise in-memory (one process only).
 REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_HOST_OPTIONS = {
+    "address": REDIS_URL,
+    "max_connections": env_int("REDIS_MAX_CONNECTIONS", 2000),
+    # A Redis that stops answering fails calls instead of hanging them.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+# Pub/sub publishes each room change once, whatever the number of sockets, and has no
+# per-channel capacity that silently drops group messages (see README). "core" is kept
+# selectable for comparison (python -m bench.fanout --compare).
+REDIS_LAYERS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+}
 if REDIS_URL:
+    layer = os.environ.get("LIVEROOM_CHANNEL_LAYER", "pubsub")
+    if layer not in REDIS_LAYERS:
+        raise ImproperlyConfigured(f"LIVEROOM_CHANNEL_LAYER must be pubsub or core, got {layer!r}.")
     CHANNEL_LAYERS = {
         "default": {
-            # Pub/sub publishes each room change once, whatever the number of sockets, and
-            # has no per-channel capacity that silently drops group messages (see README).
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": REDIS_LAYERS[layer],
             "CONFIG": {
+                # The core layer blocks on Redis for up to 5 s at a time: no read timeout there.
                 "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "max_connections": env_int("REDIS_MAX_CONNECTIONS", 2000),
-                        # A Redis that stops answering fails calls instead of hanging them.
-                        "socket_connect_timeout": 2,
-                        "socket_timeout": 5,
-                    }
+                    REDIS_HOST_OPTIONS
+                    if layer == "pubsub"
+                    else {k: v for k, v in REDIS_HOST_OPTIONS.items() if k != "socket_timeout"}
                 ],
                 # Lets several deployments (or test runs) share one Redis without crosstalk.
                 "prefix": os.environ.get("LIVEROOM_CHANNEL_PREFIX", "liveroom"),
@@ -202,6 +214,9 @@ else:
 RATE_LIMIT_PER_SESSION = env_rate("RATE_LIMIT_PER_SESSION", "10/60")
 RATE_LIMIT_PER_ADDRESS = env_rate("RATE_LIMIT_PER_ADDRESS", "60/60")
 
+# Consumers forward a change without Channels' per-message database clean-up (a thread hop);
+# off gives the stock path, for comparison (python -m bench.fanout --compare).
+LIVEROOM_FAST_FORWARD = env_bool("LIVEROOM_FAST_FORWARD", default=True)
 # Seconds a view waits for the channel layer before giving up on a broadcast.
 LIVEROOM_BROADCAST_TIMEOUT = env_float("LIVEROOM_BROADCAST_TIMEOUT", 2.0)
 # Seconds between each process's checks that its pages are up to date and Redis is the same.

@@ -66,6 +66,7 @@ def manage(env: dict[str, str], *args: str) -> None:
 # The same limits as `make run`, the Dockerfile and compose.yaml (tests/test_security.py checks).
 DAPHNE_LIMITS = (
     "--websocket-max-message-size", "4194304", "--websocket-max-frame-size", "4096",
+    "--websocket_timeout", "-1",
 )  # fmt: skip
 
 
