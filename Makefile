@@ -14,7 +14,7 @@ DAPHNE := $(BIN)/daphne --websocket-max-message-size 4194304 --websocket-max-fra
 SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/liveroom
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-services lint format migrations-check screenshots chromium clean
+.PHONY: run test test-services bench lint format migrations-check screenshots chromium clean
 
 $(VENV)/.app: requirements.txt .python-version
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12) and "liveroom needs Python 3.12 or newer (Django 6); found " + sys.version.split()[0])'
@@ -42,6 +42,12 @@ test: $(VENV)/.dev chromium
 
 test-services: $(VENV)/.dev chromium
 	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fan-out benchmark on PostgreSQL + Redis (slow: N up to 10,000); figures go to docs/.
+bench: $(VENV)/.dev
+	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) \
+		$(BIN)/python -m bench.fanout --json docs/bench-results.json
+	$(BIN)/python -m bench.plot docs/bench-results.json docs/fanout-latency.svg
 
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.
 chromium:

@@ -46,7 +46,7 @@ def broadcast_change(*, room: Room, version: int, member: Member, change: str, c
     """Render one change ("joined", "renamed" or "left") and send it to the room's pages."""
     html = render_to_string(
         f"{ROOM_TEMPLATE}#member-{change}", {"member": member, "count": count, "oob": True}
-    )
+    ).strip()
     message = {
         "type": CHANGE_EVENT,
         "version": version,
@@ -96,7 +96,7 @@ def _render_member_list(room_slug: str) -> MemberList:
         .annotate(room_version=F("room__version"))
         .only("id", "name", "joined_at")
     )
-    html = render_to_string(f"{ROOM_TEMPLATE}#members", {"members": members, "oob": True})
+    html = render_to_string(f"{ROOM_TEMPLATE}#members", {"members": members, "oob": True}).strip()
     version = members[0].room_version if members else 0
     return MemberList(version=version, count=len(members), html=html)
 

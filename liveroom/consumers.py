@@ -64,8 +64,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=TRY_AGAIN_LATER)
             return
         self.group_name = group_name
-        page_watch.watch(self)
         await self.send_snapshot()
+        # Watched only once it has a version: a page still waiting for its first list would
+        # look behind and get a second one.
+        page_watch.watch(self)
 
     async def dispatch(self, message: dict) -> None:
         if message["type"] == CHANGE_EVENT and settings.LIVEROOM_FAST_FORWARD:

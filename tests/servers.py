@@ -132,7 +132,10 @@ class Visitor:
         self.http = requests.Session()
 
     def join(self, server: Daphne, name: str) -> requests.Response:
-        self.http.get(f"{server.url}/room/join/", timeout=10)
+        self.http.get(f"{server.url}/room/join/", timeout=10)  # for the CSRF cookie
+        return self.post_join(server, name)
+
+    def post_join(self, server: Daphne, name: str) -> requests.Response:
         return self.http.post(
             f"{server.url}/room/join/",
             data={"name": name, "csrfmiddlewaretoken": self.http.cookies["csrftoken"]},

@@ -1,0 +1,311 @@
+"""Fan-out: how fast a change reaches every open room page, and what each page costs.
+
+    python -m bench.fanout                # N = 100, 1,000, 5,000 on one daphne; 10,000 on two
+    python -m bench.fanout --sizes 1000 --events 20
+    python -m bench.fanout --compare      # N = 1,000: layers and consumer paths side by side
+    python -m bench.fanout --smoke        # N = 20, a few events (run by the test suite)
+    python -m bench.fanout --url http://host:8000 --sizes 500   # a server already running
+
+Servers are started the way production runs them (daphne, DATABASE_URL and REDIS_URL from the
+environment), on this machine; so is the load client, which shares the same cores. For each N:
+N members join over HTTP, each with its own session, and open one socket each; once every page
+has its snapshot, a probe member joins and leaves `--events` times. For every change it records,
+per socket, the time from sending the POST to receiving the fragment that shows it.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import websockets
+from websockets.asyncio.client import connect
+
+from tests.servers import Daphne, Visitor, empty_database, server_environment
+
+PROBE = re.compile(r"probe-(\d+)-(\d+)")
+
+
+@dataclass
+class Config:
+    name: str
+    layer: str = "pubsub"
+    fast_forward: bool = True
+
+
+@dataclass
+class Result:
+    config: str
+    members: int
+    servers: int
+    events: int
+    socket_p50_ms: float
+    socket_p99_ms: float
+    last_socket_median_ms: float
+    last_socket_max_ms: float
+    lost: int
+    post_p50_ms: float
+    post_p99_ms: float
+    bytes_per_socket_per_event: float
+    server_kib_per_socket: float | None
+    connect_all_s: float
+    snapshot_bytes: int
+    resyncs: int
+
+
+class Endpoint:
+    """Where members join and connect: a server started here, or one given by URL."""
+
+    def __init__(self, url: str, server: Daphne | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.port = int(self.url.rsplit(":", 1)[1])
+        self.server = server
+
+    def resident_kib(self) -> int | None:
+        if self.server is None:
+            return None
+        status = Path(f"/proc/{self.server.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status)[1])
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+class Page:
+    """One open room page: a socket and the times at which changes reached it."""
+
+    def __init__(self, socket, run: int, arrivals: dict) -> None:
+        self.socket = socket
+        self.run = run
+        self.arrivals = arrivals
+        self.bytes_after_snapshot = 0
+        self.resyncs = 0  # whole lists received after the first
+
+    async def read(self) -> None:
+        try:
+            async for message in self.socket:
+                now = time.perf_counter()
+                self.bytes_after_snapshot += len(message)
+                self.resyncs += message.startswith('<ul id="members"')
+                for match in PROBE.finditer(message):
+                    if int(match[1]) == self.run:
+                        kind = "left" if 'hx-swap-oob="delete"' in message else "joined"
+                        self.arrivals.setdefault((int(match[2]), kind), []).append(now)
+                        break
+        except websockets.ConnectionClosed:
+            pass
+
+
+def join_members(endpoints: list[Endpoint], count: int) -> list[tuple[Visitor, Endpoint]]:
+    def join(i: int) -> tuple[Visitor, Endpoint]:
+        visitor, endpoint = Visitor(), endpoints[i % len(endpoints)]
+        response = visitor.join(endpoint, f"Member {i}")
+        if response.status_code != 302:
+            raise RuntimeError(f"join {i} answered {response.status_code}")
+        visitor.http.close()  # keep the cookies, not 10,000 idle HTTP connections
+        return visitor, endpoint
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(join, range(count)))
+
+
+async def open_pages(
+    members, run: int, arrivals: dict, at_once: int
+) -> tuple[list[Page], float, int]:
+    limit = asyncio.Semaphore(at_once)
+    snapshot_sizes = []
+
+    async def open_one(visitor: Visitor, endpoint: Endpoint) -> Page:
+        cookie = "; ".join(f"{k}={v}" for k, v in visitor.http.cookies.items())
+        async with limit:
+            socket = await connect(
+                f"ws://127.0.0.1:{endpoint.port}/ws/room/",
+                origin=endpoint.url,
+                additional_headers={"Cookie": cookie},
+                compression=None,
+                max_size=None,
+                ping_interval=None,
+                open_timeout=120,
+                close_timeout=2,
+            )
+            snapshot_sizes.append(len(await asyncio.wait_for(socket.recv(), 120)))
+        return Page(socket, run, arrivals)
+
+    started = time.perf_counter()
+    pages = await asyncio.gather(*(open_one(visitor, endpoint) for visitor, endpoint in members))
+    return list(pages), time.perf_counter() - started, max(snapshot_sizes)
+
+
+async def measure(
+    endpoints: list[Endpoint], config: Config, size: int, events: int, at_once: int
+) -> Result:
+    run = int(time.time())
+    arrivals: dict[tuple[int, str], list[float]] = {}
+    members = await asyncio.to_thread(join_members, endpoints, size)
+    rss_before = [endpoint.resident_kib() for endpoint in endpoints]
+    pages, connect_seconds, snapshot_bytes = await open_pages(members, run, arrivals, at_once)
+    readers = [asyncio.create_task(page.read()) for page in pages]
+    await asyncio.sleep(1)
+    rss_after = [endpoint.resident_kib() for endpoint in endpoints]
+
+    probe, probe_endpoint = Visitor(), endpoints[0]
+    await asyncio.to_thread(probe.http.get, f"{probe_endpoint.url}/room/join/", timeout=10)
+    socket_latencies, last_socket, post_latencies, lost = [], [], [], 0
+    for event in range(events):
+        for kind in ("joined", "left"):
+            sent = time.perf_counter()
+            if kind == "joined":
+                response = await asyncio.to_thread(
+                    probe.post_join, probe_endpoint, f"probe-{run}-{event}"
+                )
+            else:
+                response = await asyncio.to_thread(probe.leave, probe_endpoint)
+            post_latencies.append(time.perf_counter() - sent)
+            if response.status_code != 302:
+                raise RuntimeError(f"probe {kind} answered {response.status_code}")
+            deadline = time.perf_counter() + 10
+            # Arrivals are timestamped as they are read; this loop only decides when to move on.
+            while len(arrivals.get((event, kind), [])) < size and time.perf_counter() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            times = arrivals.get((event, kind), [])
+            lost += size - len(times)
+            socket_latencies += [arrival - sent for arrival in times]
+            if times:
+                last_socket.append(max(times) - sent)
+            await asyncio.sleep(0.05)
+
+    for page in pages:
+        await page.socket.close()
+    await asyncio.gather(*readers, return_exceptions=True)
+    bytes_per_event = statistics.mean(page.bytes_after_snapshot for page in pages) / (2 * events)
+    server_kib = None
+    if None not in rss_before:
+        server_kib = (sum(rss_after) - sum(rss_before)) / size
+    ms = 1000
+    return Result(
+        config=config.name,
+        members=size,
+        servers=len(endpoints),
+        events=2 * events,
+        socket_p50_ms=percentile(socket_latencies, 0.5) * ms,
+        socket_p99_ms=percentile(socket_latencies, 0.99) * ms,
+        last_socket_median_ms=statistics.median(last_socket) * ms if last_socket else float("nan"),
+        last_socket_max_ms=max(last_socket) * ms if last_socket else float("nan"),
+        lost=lost,
+        post_p50_ms=percentile(post_latencies, 0.5) * ms,
+        post_p99_ms=percentile(post_latencies, 0.99) * ms,
+        bytes_per_socket_per_event=bytes_per_event,
+        server_kib_per_socket=server_kib,
+        connect_all_s=connect_seconds,
+        snapshot_bytes=snapshot_bytes,
+        resyncs=sum(page.resyncs for page in pages),
+    )
+
+
+def start_servers(work: Path, config: Config, count: int) -> tuple[list[Endpoint], list[Daphne]]:
+    env = server_environment(work)
+    env.update(
+        LIVEROOM_CHANNEL_LAYER=config.layer,
+        LIVEROOM_FAST_FORWARD="1" if config.fast_forward else "0",
+        RATE_LIMIT_PER_SESSION="1000000/60",
+        RATE_LIMIT_PER_ADDRESS="1000000/60",
+    )
+    empty_database(env)
+    servers = [Daphne(env, work / f"server-{i}.log").start() for i in range(count)]
+    return [Endpoint(server.url, server) for server in servers], servers
+
+
+def print_result(result: Result) -> None:
+    kib = "-" if result.server_kib_per_socket is None else f"{result.server_kib_per_socket:.1f}"
+    print(
+        f"{result.config:<22} N={result.members:<6} servers={result.servers} "
+        f"socket p50/p99 {result.socket_p50_ms:7.1f}/{result.socket_p99_ms:7.1f} ms  "
+        f"last socket median/max {result.last_socket_median_ms:7.1f}/"
+        f"{result.last_socket_max_ms:7.1f} ms  lost {result.lost}  "
+        f"POST p50/p99 {result.post_p50_ms:5.1f}/{result.post_p99_ms:5.1f} ms  "
+        f"{result.bytes_per_socket_per_event:.0f} B/socket/event  {kib} KiB/socket  "
+        f"connect all {result.connect_all_s:.1f} s  snapshot {result.snapshot_bytes} B  "
+        f"resyncs {result.resyncs}",
+        flush=True,
+    )
+
+
+async def run(args: argparse.Namespace) -> list[Result]:
+    plan: list[tuple[Config, int, int]]
+    if args.smoke:
+        plan = [(Config("smoke"), 20, 1)]
+    elif args.compare:
+        size = args.sizes[0] if args.sizes else 1000
+        plan = [
+            (Config("pubsub, fast forward"), size, 1),
+            (Config("core, fast forward", layer="core"), size, 1),
+            (Config("pubsub, stock consumer", fast_forward=False), size, 1),
+            (Config("core, stock consumer", layer="core", fast_forward=False), size, 1),
+        ]
+    else:
+        sizes = args.sizes or [100, 1000, 5000, 10000]
+        plan = [(Config("pubsub, fast forward"), size, 2 if size >= 10000 else 1) for size in sizes]
+    if args.url:
+        plan = [(config, size, 1) for config, size, _ in plan]
+
+    results = []
+    for config, size, server_count in plan:
+        work = Path(tempfile.mkdtemp(prefix="liveroom-fanout-"))
+        if args.url:
+            endpoints, servers = [Endpoint(args.url)], []
+        else:
+            endpoints, servers = start_servers(work, config, server_count)
+        try:
+            result = await measure(endpoints, config, size, args.events, args.connect_at_once)
+        finally:
+            for server in servers:
+                server.stop()
+        print_result(result)
+        results.append(result)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")])
+    parser.add_argument("--events", type=int, default=10, help="joins (and as many leaves)")
+    parser.add_argument("--compare", action="store_true")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--url", help="measure a running server instead of starting one")
+    parser.add_argument(
+        "--connect-at-once", type=int, default=200, help="socket handshakes in flight at a time"
+    )
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    if args.smoke:
+        args.events = 3
+    results = asyncio.run(run(args))
+    machine = {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "layer_url": "redis" if os.environ.get("REDIS_URL") else "in-memory",
+        "database": "postgresql" if os.environ.get("DATABASE_URL") else "sqlite",
+        "client": "same machine, same cores as the servers",
+    }
+    if args.json:
+        args.json.write_text(
+            json.dumps({"machine": machine, "results": [asdict(r) for r in results]}, indent=2)
+            + "\n"
+        )
+    if any(result.lost for result in results):
+        sys.exit("deliveries were lost")
+
+
+if __name__ == "__main__":
+    main()
