@@ -4,10 +4,13 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 from playwright.sync_api import Browser, sync_playwright
 
+from liveroom.asgi import application
 from tests.browsers import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import Daphne, empty_database, server_environment
 
@@ -59,6 +62,30 @@ def socket_headers(client: Client, origin: str = ORIGIN) -> list[tuple[bytes, by
         jar[settings.SESSION_COOKIE_NAME] = cookie.value
         headers.append((b"cookie", jar.output(header="", sep=";").strip().encode()))
     return headers
+
+
+async def new_member(name: str) -> Client:
+    client = Client()
+    await sync_to_async(join)(client, name)
+    return client
+
+
+async def open_socket(client: Client, origin: str = ORIGIN) -> WebsocketCommunicator:
+    """The room page's socket, through the real ASGI application."""
+    communicator = WebsocketCommunicator(
+        application, "/ws/room/", headers=socket_headers(client, origin)
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def open_room_page(name: str) -> tuple[Client, WebsocketCommunicator]:
+    """A new member with an open room page that has had its first list."""
+    client = await new_member(name)
+    socket = await open_socket(client)
+    await socket.receive_from()
+    return client, socket
 
 
 @pytest.fixture(scope="session")

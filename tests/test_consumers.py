@@ -10,27 +10,12 @@ from django.test import Client
 from liveroom.asgi import application
 from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION
 from liveroom.models import Member, Room
-from tests.conftest import ORIGIN, join, socket_headers
+from tests.conftest import join, new_member, open_socket, socket_headers
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 # Close codes after which the htmx ws extension reconnects.
 HTMX_RETRIES = {1006, 1011, 1012, 1013}
-
-
-async def open_socket(client: Client, origin: str = ORIGIN) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(
-        application, "/ws/room/", headers=socket_headers(client, origin)
-    )
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def new_member(name: str) -> Client:
-    client = Client()
-    await sync_to_async(join)(client, name)
-    return client
 
 
 async def member_id(name: str) -> int:

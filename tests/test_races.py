@@ -11,15 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.test import Client
 
-from liveroom.asgi import application
 from liveroom.membership import member_join
 from liveroom.models import Member, Room
-from tests.conftest import USES_SERVICES, join, socket_headers
+from tests.conftest import USES_SERVICES, join, open_room_page, open_socket
 from tests.htmx_model import RoomPage
 from tests.servers import Daphne, Visitor
 
@@ -120,8 +118,7 @@ async def test_a_join_between_page_render_and_socket_connect_is_in_the_snapshot(
     assert "Bob" not in page
 
     await sync_to_async(join)(Client(), "Bob")  # lands after the render, before the socket
-    socket = WebsocketCommunicator(application, "/ws/room/", headers=socket_headers(alice))
-    assert (await socket.connect())[0]
+    socket = await open_socket(alice)
     room_page = RoomPage()
     room_page.apply(await socket.receive_from())
     assert room_page.names() == ["Alice", "Bob"]
@@ -131,11 +128,7 @@ async def test_a_join_between_page_render_and_socket_connect_is_in_the_snapshot(
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_a_rolled_back_join_broadcasts_nothing() -> None:
-    alice = Client()
-    await sync_to_async(join)(alice, "Alice")
-    socket = WebsocketCommunicator(application, "/ws/room/", headers=socket_headers(alice))
-    assert (await socket.connect())[0]
-    await socket.receive_from()
+    _, socket = await open_room_page("Alice")
 
     @sync_to_async
     def join_then_fail() -> None:
@@ -166,11 +159,7 @@ def test_applying_the_same_join_twice_shows_the_member_once() -> None:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_a_page_that_missed_the_last_change_gets_the_whole_list_soon() -> None:
-    alice = Client()
-    await sync_to_async(join)(alice, "Alice")
-    socket = WebsocketCommunicator(application, "/ws/room/", headers=socket_headers(alice))
-    assert (await socket.connect())[0]
-    await socket.receive_from()
+    _, socket = await open_room_page("Alice")
 
     # A change whose broadcast the layer lost, and no change after it to reveal the gap.
     room = await Room.objects.aget(slug=Room.DEFAULT_SLUG)

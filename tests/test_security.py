@@ -12,15 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 from ruamel.yaml import YAML
 
-from liveroom.asgi import application
 from liveroom.close_codes import POLICY_VIOLATION
 from liveroom.models import Member
-from tests.conftest import join, socket_headers
+from tests.conftest import join, open_room_page
 from tests.servers import DAPHNE_LIMITS, ROOT, Visitor
 
 HOSTILE_NAMES = [
@@ -61,11 +59,7 @@ def test_a_huge_form_body_is_refused_by_django_limits(client: Client) -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
 async def test_markup_in_a_name_is_text_in_the_page_and_in_every_fragment(name: str) -> None:
-    alice = Client()
-    await sync_to_async(join)(alice, "Alice")
-    socket = WebsocketCommunicator(application, "/ws/room/", headers=socket_headers(alice))
-    assert (await socket.connect())[0]
-    await socket.receive_from()
+    _, socket = await open_room_page("Alice")
 
     mallory = Client()
     await sync_to_async(join)(mallory, name)
