@@ -101,6 +101,8 @@ def _render_member_list(room_slug: str) -> MemberList:
     return MemberList(version=version, count=len(members), html=html)
 
 
-def render_left_notice() -> str:
+def render_left_notice(room_slug: str) -> str:
     """What a page shows when its member left from another tab."""
-    return render_to_string(f"{ROOM_TEMPLATE}#left-notice", {"oob": True})
+    return render_to_string(
+        f"{ROOM_TEMPLATE}#left-notice", {"room": Room(slug=room_slug), "oob": True}
+    ).strip()

@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 class RoomConsumer(AsyncWebsocketConsumer):
     """Pushes a room's changes to one page: a snapshot on connect, then each change's HTML."""
 
-    room_slug = Room.DEFAULT_SLUG
     accepted = False
 
     async def __call__(self, scope, receive, send) -> None:
@@ -37,6 +36,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
 
     async def connect(self) -> None:
+        self.room_slug = self.scope["url_route"]["kwargs"].get("slug", Room.DEFAULT_SLUG)
         self.group_name: str | None = None
         self.member_id: int | None = None
         self.version = 0
@@ -46,6 +46,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.accepted = True
         if not session_key:
+            await self.close(code=NOT_A_MEMBER)
+            return
+        if not Room.is_valid_slug(self.room_slug):
             await self.close(code=NOT_A_MEMBER)
             return
         # Join the group before reading the snapshot, so no change can fall in between.
@@ -108,7 +111,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def own_membership_changed(self, *, left: bool) -> None:
         if left:
-            await self.send(text_data=render_left_notice())
+            await self.send(text_data=render_left_notice(self.room_slug))
             await self.close(code=NOT_A_MEMBER)
         else:
             # A rename from another tab: the snapshot marks this member as "you" again.

@@ -1,20 +1,54 @@
+import re
+
 from django.db import models
+from django.urls import reverse
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
+# Path segments under /room/ that are pages, not rooms.
+RESERVED_SLUGS = frozenset({"join", "leave"})
 
 
 class Room(models.Model):
-    """A room; `version` counts its changes so pages can tell a missed update from a repeat."""
+    """A room; `version` counts its changes so pages can tell a missed update from a repeat.
+
+    /room/ is the default room; any other is /room/<slug>/ and is created by its first join.
+    """
 
     DEFAULT_SLUG = "lobby"
 
-    slug = models.SlugField(unique=True)
+    slug = models.SlugField(unique=True, max_length=50)
     version = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:
         return self.slug
 
+    @staticmethod
+    def is_valid_slug(slug: str) -> bool:
+        return bool(SLUG.match(slug)) and slug not in RESERVED_SLUGS
+
     @property
     def group_name(self) -> str:
         return f"room.{self.slug}"
+
+    @property
+    def is_default(self) -> bool:
+        return self.slug == self.DEFAULT_SLUG
+
+    def url(self, page: str = "room") -> str:
+        """The room page, or its "join" or "leave" page."""
+        return reverse(page) if self.is_default else reverse(page, kwargs={"slug": self.slug})
+
+    @property
+    def join_url(self) -> str:
+        return self.url("join")
+
+    @property
+    def leave_url(self) -> str:
+        return self.url("leave")
+
+    @property
+    def socket_path(self) -> str:
+        return "/ws/room/" if self.is_default else f"/ws/room/{self.slug}/"
 
     @classmethod
     def default(cls) -> "Room":

@@ -4,4 +4,5 @@ from liveroom.consumers import RoomConsumer
 
 websocket_urlpatterns = [
     path("ws/room/", RoomConsumer.as_asgi(), name="room-socket"),
+    path("ws/room/<slug:slug>/", RoomConsumer.as_asgi(), name="room-socket"),
 ]

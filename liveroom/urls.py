@@ -8,5 +8,9 @@ urlpatterns = [
     path("room/", views.room, name="room"),
     path("room/join/", views.join, name="join"),
     path("room/leave/", views.leave, name="leave"),
+    path("room/<slug:slug>/", views.room, name="room"),
+    path("room/<slug:slug>/join/", views.join, name="join"),
+    path("room/<slug:slug>/leave/", views.leave, name="leave"),
+    path("rooms/", views.rooms, name="rooms"),
     path("admin/", admin.site.urls),
 ]

@@ -1,4 +1,5 @@
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -8,9 +9,16 @@ from liveroom.models import Member, Room
 from liveroom.ratelimit import limit_membership_changes
 
 
+def find_room(slug: str) -> Room:
+    """The room at `slug`; an unsaved one if nobody has joined it yet. 404 for a bad slug."""
+    if not Room.is_valid_slug(slug):
+        raise Http404("Room names use lowercase letters, digits and hyphens.")
+    return Room.objects.filter(slug=slug).first() or Room(slug=slug)
+
+
 def current_member(request: HttpRequest, room: Room) -> Member | None:
     session_key = request.session.session_key
-    if not session_key:
+    if not session_key or room.pk is None:
         return None
     return room.members.filter(session_key=session_key).first()
 
@@ -21,13 +29,14 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def room(request: HttpRequest) -> HttpResponse:
-    room = Room.default()
+def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
+    room = find_room(slug)
     me = current_member(request, room)
     if me is None:
-        return redirect("join")
+        return redirect(room.join_url)
     members = list(room.members.all())
     context = {
+        "room": room,
         "me": me,
         "members": members,
         "count": len(members),
@@ -38,25 +47,47 @@ def room(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @limit_membership_changes
-def join(request: HttpRequest) -> HttpResponse:
-    room = Room.default()
+def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
+    room = find_room(slug)
     if request.method == "GET":
         if current_member(request, room) is not None:
-            return redirect("room")
-        return render(request, "join.html", {"form": JoinForm()})
+            return redirect(room.url())
+        return render(request, "join.html", {"room": room, "form": JoinForm()})
 
     form = JoinForm(request.POST)
     if not form.is_valid():
-        return render(request, "join.html", {"form": form}, status=400)
+        return render(request, "join.html", {"room": room, "form": form}, status=400)
     if not request.session.session_key:
         request.session.create()
+    room, _ = Room.objects.get_or_create(slug=room.slug)
     member_join(room=room, session_key=request.session.session_key, name=form.cleaned_data["name"])
-    return redirect("room")
+    return redirect(room.url())
 
 
 @require_POST
 @limit_membership_changes
-def leave(request: HttpRequest) -> HttpResponse:
-    if request.session.session_key:
-        member_leave(room=Room.default(), session_key=request.session.session_key)
-    return redirect("join")
+def leave(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
+    room = find_room(slug)
+    if request.session.session_key and room.pk is not None:
+        member_leave(room=room, session_key=request.session.session_key)
+    return redirect(room.join_url)
+
+
+@require_GET
+def rooms(request: HttpRequest) -> HttpResponse:
+    """Every room with members, busiest first; ?name=... opens (or starts) a room."""
+    if name := request.GET.get("name", "").strip().lower():
+        if Room.is_valid_slug(name):
+            return redirect(Room(slug=name).url())
+        error = "Room names use lowercase letters, digits and hyphens (up to 50), and not "
+        error += "“join” or “leave”."
+    else:
+        error = ""
+    listed = (
+        Room.objects.annotate(member_count=Count("members"))
+        .filter(member_count__gt=0)
+        .order_by("-member_count", "slug")
+    )
+    return render(
+        request, "rooms.html", {"rooms": listed, "error": error}, status=400 if error else 200
+    )

@@ -1,0 +1,108 @@
+"""Named rooms: /room/<slug>/, one group each, several memberships per session."""
+
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from liveroom.asgi import application
+from liveroom.close_codes import NOT_A_MEMBER
+from liveroom.models import Member
+from tests.conftest import open_socket, socket_headers
+
+
+def names_on(page_html: str) -> list[str]:
+    return re.findall(r'<span class="member__name">(.*?)</span>', page_html)
+
+
+def join_room(client: Client, slug: str, name: str) -> None:
+    response = client.post(f"/room/{slug}/join/", {"name": name})
+    assert response.status_code == 302
+    assert response["Location"] == f"/room/{slug}/"
+
+
+@pytest.mark.django_db
+def test_the_first_join_creates_a_named_room(client: Client) -> None:
+    assert client.get("/room/book-club/")["Location"] == "/room/book-club/join/"
+    join_page = client.get("/room/book-club/join/").content.decode()
+    assert 'action="/room/book-club/join/"' in join_page
+    join_room(client, "book-club", "Alice")
+    page = client.get("/room/book-club/").content.decode()
+    assert names_on(page) == ["Alice"]
+    assert 'ws-connect="/ws/room/book-club/"' in page
+    assert 'action="/room/book-club/leave/"' in page
+
+
+@pytest.mark.django_db
+def test_one_session_is_a_member_of_several_rooms_under_different_names(client: Client) -> None:
+    client.post("/room/join/", {"name": "Alice"})
+    join_room(client, "book-club", "Ally")
+    assert names_on(client.get("/room/").content.decode()) == ["Alice"]
+    assert names_on(client.get("/room/book-club/").content.decode()) == ["Ally"]
+
+    assert client.post("/room/book-club/leave/")["Location"] == "/room/book-club/join/"
+    assert names_on(client.get("/room/").content.decode()) == ["Alice"]
+    assert list(Member.objects.values_list("name", flat=True)) == ["Alice"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/room/Book_Club/", "/room/-x/", "/room/a--/join/", "/room/x_y/"])
+def test_a_bad_room_name_is_not_found(client: Client, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+@pytest.mark.django_db
+def test_join_and_leave_keep_their_pages(client: Client) -> None:
+    assert client.get("/room/join/").status_code == 200
+    assert client.get("/room/leave/").status_code == 405
+
+
+@pytest.mark.django_db
+def test_the_rooms_page_lists_rooms_with_their_member_counts(client: Client) -> None:
+    join_room(client, "book-club", "Alice")
+    join_room(Client(), "book-club", "Bob")
+    join_room(Client(), "chess", "Carol")
+    page = client.get("/rooms/").content.decode()
+    assert page.index("book-club") < page.index("chess")
+    assert "2 people" in page
+    assert "1 person" in page
+    assert 'href="/room/book-club/"' in page
+
+
+@pytest.mark.django_db
+def test_the_rooms_page_opens_a_room_by_name(client: Client) -> None:
+    assert client.get("/rooms/", {"name": " Book-Club "})["Location"] == "/room/book-club/"
+    response = client.get("/rooms/", {"name": "join"})
+    assert response.status_code == 400
+    assert "lowercase letters, digits and hyphens" in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_change_in_one_room_reaches_only_that_rooms_pages() -> None:
+    alice = Client()
+    await sync_to_async(join_room)(alice, "book-club", "Alice")
+    await sync_to_async(alice.post)("/room/join/", {"name": "Alice in the lobby"})
+    club = WebsocketCommunicator(application, "/ws/room/book-club/", headers=socket_headers(alice))
+    assert (await club.connect())[0]
+    assert names_on(await club.receive_from()) == ["Alice", "Alice"]  # the list, then "you"
+    lobby = await open_socket(alice)
+    assert "Alice in the lobby" in await lobby.receive_from()
+
+    await sync_to_async(join_room)(Client(), "book-club", "Bob")
+    assert "Bob" in await club.receive_from()
+    assert await lobby.receive_nothing(timeout=0.3)
+    await club.disconnect()
+    await lobby.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_member_of_one_room_cannot_open_another_rooms_socket() -> None:
+    alice = Client()
+    await sync_to_async(join_room)(alice, "book-club", "Alice")
+    socket = WebsocketCommunicator(application, "/ws/room/chess/", headers=socket_headers(alice))
+    assert (await socket.connect())[0]
+    assert await socket.receive_output() == {"type": "websocket.close", "code": NOT_A_MEMBER}
