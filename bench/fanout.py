@@ -96,6 +96,8 @@ class Page:
         try:
             async for message in self.socket:
                 now = time.perf_counter()
+                if message.startswith('<p id="connection"'):
+                    continue  # the heartbeat, not a change
                 self.bytes_after_snapshot += len(message)
                 self.resyncs += message.startswith('<ul id="members"')
                 for match in PROBE.finditer(message):

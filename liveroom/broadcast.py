@@ -42,11 +42,12 @@ class MemberList:
 _member_lists: dict[str, MemberList] = {}
 
 
-def broadcast_change(*, room: Room, version: int, member: Member, change: str, count: int) -> None:
+def broadcast_change(
+    *, room: Room, version: int, member: Member, change: str, count: int, previous_name: str = ""
+) -> None:
     """Render one change ("joined", "renamed" or "left") and send it to the room's pages."""
-    html = render_to_string(
-        f"{ROOM_TEMPLATE}#member-{change}", {"member": member, "count": count, "oob": True}
-    ).strip()
+    context = {"member": member, "count": count, "previous_name": previous_name, "oob": True}
+    html = render_to_string(f"{ROOM_TEMPLATE}#member-{change}", context).strip()
     message = {
         "type": CHANGE_EVENT,
         "version": version,
@@ -99,6 +100,11 @@ def _render_member_list(room_slug: str) -> MemberList:
     html = render_to_string(f"{ROOM_TEMPLATE}#members", {"members": members, "oob": True}).strip()
     version = members[0].room_version if members else 0
     return MemberList(version=version, count=len(members), html=html)
+
+
+def render_heartbeat() -> str:
+    """The connection indicator, sent to every page now and then to say the socket is alive."""
+    return render_to_string(f"{ROOM_TEMPLATE}#connection", {"oob": True}).strip()
 
 
 def render_left_notice(room_slug: str) -> str:

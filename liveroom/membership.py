@@ -21,9 +21,9 @@ def member_join(*, room: Room, session_key: str, name: str) -> Member:
             member = Member.objects.create(room=room, session_key=session_key, name=name)
             _record_change(room, member, "joined")
         elif member.name != name:
-            member.name = name
+            previous_name, member.name = member.name, name
             member.save(update_fields=["name"])
-            _record_change(room, member, "renamed")
+            _record_change(room, member, "renamed", previous_name=previous_name)
     return member
 
 
@@ -45,7 +45,7 @@ def _lock(room: Room) -> Room:
     return Room.objects.select_for_update().get(pk=room.pk)
 
 
-def _record_change(room: Room, member: Member, change: str) -> None:
+def _record_change(room: Room, member: Member, change: str, previous_name: str = "") -> None:
     room.version += 1
     room.save(update_fields=["version"])
     count = room.members.count()
@@ -57,6 +57,7 @@ def _record_change(room: Room, member: Member, change: str) -> None:
             member=member,
             change=change,
             count=count,
+            previous_name=previous_name,
         ),
         robust=True,
     )

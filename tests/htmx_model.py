@@ -59,6 +59,7 @@ class RoomPage:
     members: dict[str, str] = field(default_factory=dict)  # dom id -> name, in page order
     count: str = ""
     my_name: str = ""
+    announcement: str = ""
     errors: list[str] = field(default_factory=list)
 
     def apply(self, message: str) -> None:
@@ -94,13 +95,16 @@ class RoomPage:
             self.count = element.all_text()
         elif style == "outerHTML" and target == "my-name":
             self.my_name = element.all_text()
-        elif style == "outerHTML" and target == "you":
-            pass  # the "you left from another tab" notice
+        elif style == "outerHTML" and target in {"you", "connection"}:
+            pass  # the "you left from another tab" notice; the connection indicator
+        elif style == "innerHTML" and target == "announcement":
+            self.announcement = element.all_text()
         else:
             self.errors.append(f"unmodelled swap {style} on #{target}")
 
     def _exists(self, dom_id: str) -> bool:
-        return dom_id in {"members", "member-count", "my-name", "you"} or dom_id in self.members
+        fixed = {"members", "member-count", "my-name", "you", "connection", "announcement"}
+        return dom_id in fixed or dom_id in self.members
 
 
 def _member_name(li: Element) -> str:

@@ -167,3 +167,25 @@ def test_a_page_on_another_site_cannot_read_the_member_list(
     assert alice.page.locator("body").get_attribute("data-leak") is None
     assert "WSREJECT /ws/room/" in server.log()
     alice.close()
+
+
+def test_the_connection_indicator_says_reconnecting_until_the_server_is_back(
+    browser: Browser, start_server
+) -> None:
+    server = start_server()
+    alice = Person(browser, server)
+    alice.join("Alice")
+    live = alice.page.locator("#connection .connection__live")
+    reconnecting = alice.page.locator("#connection .connection__stale")
+    expect(live).to_be_visible()
+    expect(reconnecting).to_be_hidden()
+    assert alice.errors == []  # from here on, failed reconnections are expected
+
+    server.stop()
+    expect(reconnecting).to_be_visible(timeout=25_000)  # no heartbeat for 15 s
+    expect(live).to_be_hidden()
+
+    start_server(port=server.port)  # back at the same address
+    expect(live).to_be_visible(timeout=60_000)  # htmx reconnects with backoff
+    expect(reconnecting).to_be_hidden()
+    alice.close()

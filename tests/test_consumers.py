@@ -7,10 +7,12 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from liveroom import page_watch
 from liveroom.asgi import application
 from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION
 from liveroom.models import Member, Room
 from tests.conftest import join, new_member, open_socket, socket_headers
+from tests.htmx_model import RoomPage
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -200,3 +202,34 @@ async def test_every_socket_gets_every_change_in_order() -> None:
         assert [name for name, html in zip(names, received, strict=True) if name in html] == names
         await socket.disconnect()
     await asyncio.sleep(0)
+
+
+async def test_each_change_is_announced_once_for_screen_readers() -> None:
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    await socket.receive_from()
+    bob = await new_member("Bob")
+    page = RoomPage()
+    page.apply(await socket.receive_from())
+    assert page.announcement == "Bob joined"
+    await sync_to_async(join)(bob, "Robert")
+    page.apply(await socket.receive_from())
+    assert page.announcement == "Bob is now Robert"
+    await sync_to_async(bob.post)("/room/leave/")
+    page.apply(await socket.receive_from())
+    assert page.announcement == "Robert left"
+    assert page.errors == []
+    await socket.disconnect()
+
+
+async def test_pages_get_a_heartbeat_that_keeps_the_indicator_live(monkeypatch) -> None:
+    monkeypatch.setattr(page_watch, "HEARTBEAT_SECONDS", 0.2)
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    assert '<p id="connection" class="connection" hx-swap-oob="true">' in (
+        await socket.receive_from()
+    )
+    heartbeat = await socket.receive_from(timeout=3)
+    assert heartbeat.startswith('<p id="connection"')
+    assert "reconnecting…" in heartbeat  # shown by CSS only once heartbeats stop
+    await socket.disconnect()
