@@ -217,6 +217,7 @@ async def measure(
 
 def start_servers(work: Path, config: Config, count: int) -> tuple[list[Endpoint], list[Daphne]]:
     env = server_environment(work)
+    env.pop("LIVEROOM_HEARTBEAT_SECONDS")  # production's default: pages get heartbeats
     env.update(
         LIVEROOM_CHANNEL_LAYER=config.layer,
         LIVEROOM_FAST_FORWARD="1" if config.fast_forward else "0",

@@ -3,8 +3,9 @@
 The channel layer is a lossy transport: the database is the truth. One task per process, started
 with its first page, checks every LIVEROOM_WATCH_INTERVAL seconds:
 
-- Heartbeat: every HEARTBEAT_SECONDS each page gets a fresh connection indicator, rendered once;
-  a page that stops getting it shows "reconnecting…" (CSS, no script).
+- Heartbeat: every LIVEROOM_HEARTBEAT_SECONDS each page gets a fresh connection indicator,
+  rendered once; a page that stops getting it shows "reconnecting…" (CSS, no script). Each
+  tick serves one slice of the pages, so the sends are spread out instead of stalling changes.
 - Room versions (one query for all rooms with open pages here). A page still behind the version
   the previous check saw has missed a change for good, and gets a fresh snapshot.
 - Redis, when configured (one INFO call). Pub/sub keeps nothing, so while Redis is unreachable
@@ -15,7 +16,6 @@ with its first page, checks every LIVEROOM_WATCH_INTERVAL seconds:
 
 import asyncio
 import logging
-import time
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -27,9 +27,6 @@ from liveroom.close_codes import SERVICE_RESTART, TRY_AGAIN_LATER
 from liveroom.models import Room
 
 logger = logging.getLogger(__name__)
-
-# Well inside the 15 s after which static/liveroom/liveroom.css shows "reconnecting…".
-HEARTBEAT_SECONDS = 5
 
 _pages: set = set()
 _task: asyncio.Task | None = None
@@ -54,19 +51,21 @@ async def _watch_pages() -> None:
     redis = RedisCheck(settings.REDIS_URL, timeout=interval) if settings.REDIS_URL else None
     due_versions: dict[str, int] = {}
     heartbeat = render_heartbeat()
-    next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+    tick = 0
     try:
         while True:
             if redis is not None and (code := await redis.close_code()):
                 await close_pages(code)
             else:
                 due_versions = await _resync_pages_behind(due_versions)
-            if time.monotonic() >= next_heartbeat:
-                next_heartbeat += HEARTBEAT_SECONDS
+            if settings.LIVEROOM_HEARTBEAT_SECONDS:
+                slices = max(1, round(settings.LIVEROOM_HEARTBEAT_SECONDS / interval))
+                tick = (tick + 1) % slices
                 await asyncio.gather(
-                    *(page.send(text_data=heartbeat) for page in list(_pages)),
+                    *(page.send(text_data=heartbeat) for page in list(_pages)
+                      if hash(page) % slices == tick),
                     return_exceptions=True,
-                )
+                )  # fmt: skip
             await asyncio.sleep(interval)
             if not _pages:
                 _task = None  # the next page starts a new watch

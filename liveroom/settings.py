@@ -219,6 +219,9 @@ RATE_LIMIT_PER_ADDRESS = env_rate("RATE_LIMIT_PER_ADDRESS", "60/60")
 LIVEROOM_FAST_FORWARD = env_bool("LIVEROOM_FAST_FORWARD", default=True)
 # Seconds a view waits for the channel layer before giving up on a broadcast.
 LIVEROOM_BROADCAST_TIMEOUT = env_float("LIVEROOM_BROADCAST_TIMEOUT", 2.0)
+# Seconds between connection-indicator refreshes; 0 turns them off. The page shows
+# "reconnecting…" after 15 s without one (static/liveroom/liveroom.css): keep this at most 5.
+LIVEROOM_HEARTBEAT_SECONDS = env_float("LIVEROOM_HEARTBEAT_SECONDS", 5.0)
 # Seconds between each process's checks that its pages are up to date and Redis is the same.
 LIVEROOM_WATCH_INTERVAL = env_float("LIVEROOM_WATCH_INTERVAL", 1.0)
 

@@ -41,6 +41,7 @@ def server_environment(tmp_dir: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",  # server logs reach the file as they happen
         SECRET_KEY="end-to-end-tests-" + uuid.uuid4().hex,
         ALLOWED_HOSTS="127.0.0.1,localhost",
+        LIVEROOM_HEARTBEAT_SECONDS="0",  # see tests/settings.py
         RATE_LIMIT_PER_SESSION="1000/60",
         RATE_LIMIT_PER_ADDRESS="1000/60",
         # Keep these servers' messages apart from any other user of the same Redis.

@@ -9,3 +9,7 @@ from liveroom.settings import *  # noqa: F403
 # Tests make many joins from one address; the rate-limit tests set their own small limits.
 RATE_LIMIT_PER_SESSION = (1000, 60)
 RATE_LIMIT_PER_ADDRESS = (1000, 60)
+
+# Tests that read a socket's next message exactly turn heartbeats off; the indicator tests
+# turn them on.
+LIVEROOM_HEARTBEAT_SECONDS = 0

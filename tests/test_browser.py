@@ -170,9 +170,9 @@ def test_a_page_on_another_site_cannot_read_the_member_list(
 
 
 def test_the_connection_indicator_says_reconnecting_until_the_server_is_back(
-    browser: Browser, start_server
+    browser: Browser, start_server, server_env
 ) -> None:
-    server = start_server()
+    server = start_server(env={**server_env, "LIVEROOM_HEARTBEAT_SECONDS": "5"})
     alice = Person(browser, server)
     alice.join("Alice")
     live = alice.page.locator("#connection .connection__live")
@@ -185,7 +185,7 @@ def test_the_connection_indicator_says_reconnecting_until_the_server_is_back(
     expect(reconnecting).to_be_visible(timeout=25_000)  # no heartbeat for 15 s
     expect(live).to_be_hidden()
 
-    start_server(port=server.port)  # back at the same address
+    start_server(env=server.env, port=server.port)  # back at the same address
     expect(live).to_be_visible(timeout=60_000)  # htmx reconnects with backoff
     expect(reconnecting).to_be_hidden()
     alice.close()

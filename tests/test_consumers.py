@@ -7,7 +7,6 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from liveroom import page_watch
 from liveroom.asgi import application
 from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION
 from liveroom.models import Member, Room
@@ -222,8 +221,8 @@ async def test_each_change_is_announced_once_for_screen_readers() -> None:
     await socket.disconnect()
 
 
-async def test_pages_get_a_heartbeat_that_keeps_the_indicator_live(monkeypatch) -> None:
-    monkeypatch.setattr(page_watch, "HEARTBEAT_SECONDS", 0.2)
+async def test_pages_get_a_heartbeat_that_keeps_the_indicator_live(settings) -> None:
+    settings.LIVEROOM_HEARTBEAT_SECONDS = 0.2
     alice = await new_member("Alice")
     socket = await open_socket(alice)
     assert '<p id="connection" class="connection" hx-swap-oob="true">' in (
