@@ -9,11 +9,7 @@ from redis.exceptions import RedisError
 
 from liveroom import page_watch
 from liveroom.broadcast import CHANGE_EVENT, render_left_notice, render_snapshot
-from liveroom.close_codes import (
-    NOT_A_MEMBER,
-    POLICY_VIOLATION,
-    TRY_AGAIN_LATER,
-)
+from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from liveroom.models import Room
 
 logger = logging.getLogger(__name__)
@@ -45,10 +41,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # retries; an accepted socket closed with NOT_A_MEMBER is not retried.
         await self.accept()
         self.accepted = True
-        if not session_key:
-            await self.close(code=NOT_A_MEMBER)
-            return
-        if not Room.is_valid_slug(self.room_slug):
+        if not session_key or not Room.is_valid_slug(self.room_slug):
             await self.close(code=NOT_A_MEMBER)
             return
         # Join the group before reading the snapshot, so no change can fall in between.
