@@ -32,24 +32,16 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_int(name: str, default: int) -> int:
+def env_number[N: (int, float)](name: str, default: N) -> N:
+    """A number from the environment, of the default's type (int or float)."""
     value = os.environ.get(name)
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        return type(default)(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}.") from None
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}.") from None
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ImproperlyConfigured(f"{name} must be {kind}, got {value!r}.") from None
 
 
 def env_rate(name: str, default: str) -> tuple[int, int]:
@@ -145,10 +137,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "connect_timeout": 3,
         "pool": {
             "min_size": 2,
-            "max_size": env_int("DATABASE_POOL_SIZE", 10),
+            "max_size": env_number("DATABASE_POOL_SIZE", 10),
             # How long a request waits for a connection before the 503 page; bounded even
             # when the database is down.
-            "timeout": env_float("DATABASE_POOL_TIMEOUT", 5.0),
+            "timeout": env_number("DATABASE_POOL_TIMEOUT", 5.0),
             "check": ConnectionPool.check_connection,
         },
     }
@@ -157,7 +149,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 REDIS_URL = os.environ.get("REDIS_URL", "")
 REDIS_HOST_OPTIONS = {
     "address": REDIS_URL,
-    "max_connections": env_int("REDIS_MAX_CONNECTIONS", 2000),
+    "max_connections": env_number("REDIS_MAX_CONNECTIONS", 2000),
     # A Redis that stops answering fails calls instead of hanging them.
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
@@ -218,12 +210,12 @@ RATE_LIMIT_PER_ADDRESS = env_rate("RATE_LIMIT_PER_ADDRESS", "60/60")
 # off gives the stock path, for comparison (python -m bench.fanout --compare).
 LIVEROOM_FAST_FORWARD = env_bool("LIVEROOM_FAST_FORWARD", default=True)
 # Seconds a view waits for the channel layer before giving up on a broadcast.
-LIVEROOM_BROADCAST_TIMEOUT = env_float("LIVEROOM_BROADCAST_TIMEOUT", 2.0)
+LIVEROOM_BROADCAST_TIMEOUT = env_number("LIVEROOM_BROADCAST_TIMEOUT", 2.0)
 # Seconds between connection-indicator refreshes; 0 turns them off. The page shows
 # "reconnecting…" after 15 s without one (static/liveroom/liveroom.css): keep this at most 5.
-LIVEROOM_HEARTBEAT_SECONDS = env_float("LIVEROOM_HEARTBEAT_SECONDS", 5.0)
+LIVEROOM_HEARTBEAT_SECONDS = env_number("LIVEROOM_HEARTBEAT_SECONDS", 5.0)
 # Seconds between each process's checks that its pages are up to date and Redis is the same.
-LIVEROOM_WATCH_INTERVAL = env_float("LIVEROOM_WATCH_INTERVAL", 1.0)
+LIVEROOM_WATCH_INTERVAL = env_number("LIVEROOM_WATCH_INTERVAL", 1.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -259,7 +251,7 @@ if HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = True
-    SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 60 * 60 * 24 * 365)
+    SECURE_HSTS_SECONDS = env_number("HSTS_SECONDS", 60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", default=False)
 

@@ -28,3 +28,9 @@ def test_a_malformed_boolean_is_a_clear_error() -> None:
     result = load_settings(DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_a_malformed_number_is_a_clear_error() -> None:
+    result = load_settings(DEBUG="1", LIVEROOM_WATCH_INTERVAL="soon")
+    assert result.returncode != 0
+    assert "LIVEROOM_WATCH_INTERVAL must be a number, got 'soon'" in result.stderr
