@@ -1,8 +1,15 @@
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "liveroom.settings")
+if settings.SECRET_KEY_MISSING:
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. Set SECRET_KEY to a long random value, "
+        "or set DEBUG=1 for local development."
+    )
 # Set up Django (apps, settings) before importing anything that touches models.
 django_asgi_app = get_asgi_application()
 

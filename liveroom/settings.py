@@ -56,13 +56,11 @@ def env_rate(name: str, default: str) -> tuple[int, int]:
 DEBUG = env_bool("DEBUG", default=False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Set SECRET_KEY to a long random value, "
-            "or set DEBUG=1 for local development."
-        )
+if not SECRET_KEY and DEBUG:
     SECRET_KEY = "django-insecure-local-development-only"
+# Without DEBUG, a missing SECRET_KEY stops the server at start-up (liveroom/asgi.py); commands
+# that need no secret, such as makemigrations, still run.
+SECRET_KEY_MISSING = not SECRET_KEY
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

@@ -6,10 +6,11 @@ from tests.servers import ROOT
 
 
 def load_settings(**env: str) -> subprocess.CompletedProcess:
+    """Load the app as daphne does (settings, then the ASGI application), in a fresh process."""
     environment = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
     environment.update(env, DJANGO_SETTINGS_MODULE="liveroom.settings")
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
+        [sys.executable, "-c", "import liveroom.asgi"],
         cwd=ROOT, env=environment, capture_output=True, text=True,
     )  # fmt: skip
 
@@ -22,6 +23,16 @@ def test_debug_off_without_a_secret_key_refuses_to_start_with_a_clear_message() 
 
 def test_debug_on_runs_with_a_development_key() -> None:
     assert load_settings(DEBUG="1").returncode == 0
+
+
+def test_commands_that_need_no_secret_run_without_one() -> None:
+    environment = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
+    environment["DJANGO_SETTINGS_MODULE"] = "liveroom.settings"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=ROOT, env=environment, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_malformed_boolean_is_a_clear_error() -> None:
