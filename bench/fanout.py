@@ -221,8 +221,6 @@ def start_servers(work: Path, config: Config, count: int) -> tuple[list[Endpoint
     env.update(
         LIVEROOM_CHANNEL_LAYER=config.layer,
         LIVEROOM_FAST_FORWARD="1" if config.fast_forward else "0",
-        RATE_LIMIT_PER_SESSION="1000000/60",
-        RATE_LIMIT_PER_ADDRESS="1000000/60",
     )
     empty_database(env)
     servers = [Daphne(env, work / f"server-{i}.log").start() for i in range(count)]

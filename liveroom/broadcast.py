@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 ROOM_TEMPLATE = "room.html"
 CHANGE_EVENT = "room.change"
+ROOMS_GROUP = "rooms"  # the /rooms/ pages
+ROOMS_EVENT = "rooms.change"
 
 
 @dataclass(frozen=True)
@@ -55,22 +57,34 @@ def broadcast_change(
         "left": change == "left",
         "html": html,
     }
-    async_to_sync(_group_send)(room.group_name, message, change)
+    sends = [(room.group_name, message)]
+    if change != "renamed":  # a rename changes no count on /rooms/
+        rooms = {"type": ROOMS_EVENT, "html": render_room_list()}
+        sends.append((ROOMS_GROUP, rooms))
+    async_to_sync(_send)(sends, member=member, change=change, version=version)
 
 
-async def _group_send(group: str, message: dict, change: str) -> None:
+async def _send(sends: list[tuple[str, dict]], **context) -> None:
     # The database already holds the change; a layer that is down or slow must not fail or
-    # hang the request. Pages catch up from their next snapshot.
+    # hang the request, so all sends share one timeout. Pages catch up from their next snapshot.
+    layer = get_channel_layer()
     try:
         await asyncio.wait_for(
-            get_channel_layer().group_send(group, message),
+            asyncio.gather(*(layer.group_send(group, message) for group, message in sends)),
             timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
         )
     except Exception as error:
         logger.error(
-            "Broadcast skipped: member %s %s, group %s, room version %s: %s %s",
-            message["member_id"], change, group, message["version"], type(error).__name__, error,
+            "Broadcast skipped: member %s %s, room version %s, groups %s: %s %s",
+            context["member"].pk, context["change"], context["version"],
+            ", ".join(group for group, _ in sends), type(error).__name__, error,
         )  # fmt: skip
+
+
+def render_room_list() -> str:
+    """The list on /rooms/, as an out-of-band swap."""
+    context = {"rooms": Room.objects.with_members(), "oob": True}
+    return render_to_string("rooms.html#room-list", context).strip()
 
 
 def render_snapshot(*, room_slug: str, session_key: str) -> Snapshot | None:

@@ -8,7 +8,13 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from liveroom import page_watch
-from liveroom.broadcast import CHANGE_EVENT, render_left_notice, render_snapshot
+from liveroom.broadcast import (
+    CHANGE_EVENT,
+    ROOMS_GROUP,
+    render_left_notice,
+    render_room_list,
+    render_snapshot,
+)
 from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from liveroom.models import Room
 
@@ -127,3 +133,30 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.member_id = snapshot.member_id
         self.version = snapshot.version
         await self.send(text_data=snapshot.html)
+
+
+class RoomsConsumer(AsyncWebsocketConsumer):
+    """Keeps /rooms/ current: the list on connect, then the list again after each change."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        try:
+            await asyncio.wait_for(
+                self.channel_layer.group_add(ROOMS_GROUP, self.channel_name),
+                timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
+            )
+            html = await database_sync_to_async(render_room_list)()
+        except Exception as error:
+            logger.warning("Rooms page asked to retry: %s: %s", type(error).__name__, error)
+            await self.close(code=TRY_AGAIN_LATER)
+            return
+        await self.send(text_data=html)
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(ROOMS_GROUP, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self.close(code=POLICY_VIOLATION)
+
+    async def rooms_change(self, event: dict) -> None:
+        await self.send(text_data=event["html"])

@@ -8,6 +8,16 @@ SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 RESERVED_SLUGS = frozenset({"join", "leave"})
 
 
+class RoomQuerySet(models.QuerySet):
+    def with_members(self) -> "RoomQuerySet":
+        """Rooms that have members, busiest first, each with its `member_count`."""
+        return (
+            self.annotate(member_count=models.Count("members"))
+            .filter(member_count__gt=0)
+            .order_by("-member_count", "slug")
+        )
+
+
 class Room(models.Model):
     """A room; `version` counts its changes so pages can tell a missed update from a repeat.
 
@@ -18,6 +28,8 @@ class Room(models.Model):
 
     slug = models.SlugField(unique=True, max_length=50)
     version = models.PositiveBigIntegerField(default=0)
+
+    objects = RoomQuerySet.as_manager()
 
     def __str__(self) -> str:
         return self.slug

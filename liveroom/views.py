@@ -1,4 +1,3 @@
-from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -83,11 +82,9 @@ def rooms(request: HttpRequest) -> HttpResponse:
         error += "“join” or “leave”."
     else:
         error = ""
-    listed = (
-        Room.objects.annotate(member_count=Count("members"))
-        .filter(member_count__gt=0)
-        .order_by("-member_count", "slug")
-    )
     return render(
-        request, "rooms.html", {"rooms": listed, "error": error}, status=400 if error else 200
+        request,
+        "rooms.html",
+        {"rooms": Room.objects.with_members(), "error": error},
+        status=400 if error else 200,
     )

@@ -7,8 +7,8 @@ os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret")
 from liveroom.settings import *  # noqa: F403
 
 # Tests make many joins from one address; the rate-limit tests set their own small limits.
-RATE_LIMIT_PER_SESSION = (1000, 60)
-RATE_LIMIT_PER_ADDRESS = (1000, 60)
+RATE_LIMIT_PER_SESSION = (1_000_000, 60)
+RATE_LIMIT_PER_ADDRESS = (1_000_000, 60)
 
 # Tests that read a socket's next message exactly turn heartbeats off; the indicator tests
 # turn them on.

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browsers import Person, needs_chromium
-from tests.servers import ROOT, Daphne
+from tests.servers import ROOT, Daphne, Visitor
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -189,3 +189,23 @@ def test_the_connection_indicator_says_reconnecting_until_the_server_is_back(
     expect(live).to_be_visible(timeout=60_000)  # htmx reconnects with backoff
     expect(reconnecting).to_be_hidden()
     alice.close()
+
+
+def test_the_rooms_page_shows_a_new_room_live(browser: Browser, server: Daphne) -> None:
+    watcher = Person(browser, server)
+    with watcher.page.expect_websocket() as socket_info:
+        watcher.page.goto(f"{server.url}/rooms/")
+    socket_info.value.expect_event("framereceived")
+    expect(watcher.page.get_by_text("Nobody is in any room yet.")).to_be_visible()
+
+    carol = Visitor()
+    carol.http.get(f"{server.url}/room/chess/join/", timeout=10)
+    carol.http.post(
+        f"{server.url}/room/chess/join/",
+        data={"name": "Carol", "csrfmiddlewaretoken": carol.http.cookies["csrftoken"]},
+        timeout=10,
+    )
+    expect(watcher.page.locator("#room-list")).to_contain_text("room “chess”")
+    expect(watcher.page.locator("#room-list")).to_contain_text("1 person")
+    assert watcher.errors == []
+    watcher.close()

@@ -106,3 +106,22 @@ async def test_a_member_of_one_room_cannot_open_another_rooms_socket() -> None:
     socket = WebsocketCommunicator(application, "/ws/room/chess/", headers=socket_headers(alice))
     assert (await socket.connect())[0]
     assert await socket.receive_output() == {"type": "websocket.close", "code": NOT_A_MEMBER}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_the_rooms_page_updates_its_counts_live() -> None:
+    await sync_to_async(join_room)(Client(), "chess", "Carol")
+    page = WebsocketCommunicator(application, "/ws/rooms/", headers=socket_headers(Client()))
+    assert (await page.connect())[0]
+    first = await page.receive_from()
+    assert '<div id="room-list" hx-swap-oob="true">' in first
+    assert "1 person" in first
+
+    await sync_to_async(join_room)(Client(), "chess", "Dan")
+    update = await page.receive_from()
+    assert "chess" in update
+    assert "2 people" in update
+    await sync_to_async(join_room)(Client(), "book-club", "Eve")
+    assert "book-club" in await page.receive_from()
+    await page.disconnect()
