@@ -62,11 +62,6 @@ class Room(models.Model):
     def socket_path(self) -> str:
         return "/ws/room/" if self.is_default else f"/ws/room/{self.slug}/"
 
-    @classmethod
-    def default(cls) -> "Room":
-        room, _ = cls.objects.get_or_create(slug=cls.DEFAULT_SLUG)
-        return room
-
 
 class Member(models.Model):
     """One browser session's membership of a room, under the name it chose."""
