@@ -96,8 +96,8 @@ class Page:
         try:
             async for message in self.socket:
                 now = time.perf_counter()
-                if message.startswith('<p id="connection"'):
-                    continue  # the heartbeat, not a change
+                if message.startswith(('<p id="connection"', '<p id="online-count"')):
+                    continue  # the heartbeat or a presence change, not a membership change
                 self.bytes_after_snapshot += len(message)
                 self.resyncs += message.startswith('<ul id="members"')
                 for match in PROBE.finditer(message):
@@ -217,7 +217,9 @@ async def measure(
 
 def start_servers(work: Path, config: Config, count: int) -> tuple[list[Endpoint], list[Daphne]]:
     env = server_environment(work)
-    env.pop("LIVEROOM_HEARTBEAT_SECONDS")  # production's default: pages get heartbeats
+    # Production's defaults: pages get heartbeats and presence.
+    env.pop("LIVEROOM_HEARTBEAT_SECONDS")
+    env.pop("LIVEROOM_PRESENCE")
     env.update(
         LIVEROOM_CHANNEL_LAYER=config.layer,
         LIVEROOM_FAST_FORWARD="1" if config.fast_forward else "0",

@@ -14,13 +14,16 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db.models import F
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from liveroom.models import Member, Room
+from liveroom.presence import PresenceChange, RoomPresence, online_counts, room_presence
 
 logger = logging.getLogger(__name__)
 
 ROOM_TEMPLATE = "room.html"
 CHANGE_EVENT = "room.change"
+PRESENCE_EVENT = "room.presence"
 ROOMS_GROUP = "rooms"  # the /rooms/ pages
 ROOMS_EVENT = "rooms.change"
 
@@ -28,19 +31,22 @@ ROOMS_EVENT = "rooms.change"
 @dataclass(frozen=True)
 class Snapshot:
     version: int
+    presence_sequence: int
     member_id: int
     html: str
 
 
 @dataclass(frozen=True)
 class MemberList:
+    room_id: int
     version: int
+    presence: RoomPresence
     count: int
     html: str
 
 
 # The latest rendered member list of each room in this process: a snapshot costs one render per
-# room version, not one per page, however many pages connect.
+# room version and presence sequence, not one per page, however many pages connect.
 _member_lists: dict[str, MemberList] = {}
 
 
@@ -49,6 +55,10 @@ def broadcast_change(
 ) -> None:
     """Render one change ("joined", "renamed" or "left") and send it to the room's pages."""
     context = {"member": member, "count": count, "previous_name": previous_name, "oob": True}
+    context |= presence_context(
+        # A new member has no page open yet; a renamed one keeps their state.
+        room_presence(room.slug) if change == "renamed" else None
+    )
     html = render_to_string(f"{ROOM_TEMPLATE}#member-{change}", context).strip()
     message = {
         "type": CHANGE_EVENT,
@@ -61,7 +71,7 @@ def broadcast_change(
     if change != "renamed":  # a rename changes no count on /rooms/
         rooms = {"type": ROOMS_EVENT, "html": render_room_list()}
         sends.append((ROOMS_GROUP, rooms))
-    async_to_sync(_send)(sends, member=member, change=change, version=version)
+    async_to_sync(_send)(sends, member=member.pk, change=change, version=version)
 
 
 async def _send(sends: list[tuple[str, dict]], **context) -> None:
@@ -74,17 +84,58 @@ async def _send(sends: list[tuple[str, dict]], **context) -> None:
             timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
         )
     except Exception as error:
+        details = ", ".join(f"{key} {value}" for key, value in context.items())
+        groups = ", ".join(group for group, _ in sends)
         logger.error(
-            "Broadcast skipped: member %s %s, room version %s, groups %s: %s %s",
-            context["member"].pk, context["change"], context["version"],
-            ", ".join(group for group, _ in sends), type(error).__name__, error,
-        )  # fmt: skip
+            "Broadcast skipped (%s; groups %s): %s %s", details, groups, type(error).__name__, error
+        )
+
+
+def presence_context(presence: RoomPresence | None) -> dict:
+    """What the room templates need to show who is online."""
+    return {
+        "presence": settings.LIVEROOM_PRESENCE,
+        "online": presence.online if presence else frozenset(),
+        "online_count": len(presence.online) if presence else 0,
+    }
+
+
+def broadcast_presence(changes: list[PresenceChange]) -> None:
+    """Show each room's pages who came online or went away, and /rooms/ the new counts."""
+    sends = []
+    for change in changes:
+        members = Member.objects.filter(
+            room__slug=change.room_slug, pk__in=change.came_online + change.went_away
+        ).only("id", "name")
+        if change.went_away:
+            members.filter(pk__in=change.went_away).update(last_seen_at=timezone.now())
+        context = {
+            "members": members,
+            "online": frozenset(change.came_online),
+            "online_count": change.online_count,
+            "away_names": [m.name for m in members if m.pk in change.went_away],
+            "oob": True,
+        }
+        html = render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context).strip()
+        message = {"type": PRESENCE_EVENT, "sequence": change.sequence, "html": html}
+        sends.append((Room(slug=change.room_slug).group_name, message))
+    sends.append((ROOMS_GROUP, {"type": ROOMS_EVENT, "html": render_room_list()}))
+    async_to_sync(_send)(sends, change="presence")
 
 
 def render_room_list() -> str:
     """The list on /rooms/, as an out-of-band swap."""
-    context = {"rooms": Room.objects.with_members(), "oob": True}
+    context = {"rooms": rooms_with_members(), "oob": True}
     return render_to_string("rooms.html#room-list", context).strip()
+
+
+def rooms_with_members() -> list[Room]:
+    """Rooms with members, busiest first, each with `member_count` and `online_count`."""
+    rooms = list(Room.objects.with_members())
+    counts = online_counts([room.slug for room in rooms])
+    for room in rooms:
+        room.online_count = counts.get(room.slug)  # None: presence is off or unavailable
+    return rooms
 
 
 def render_snapshot(*, room_slug: str, session_key: str) -> Snapshot | None:
@@ -92,18 +143,33 @@ def render_snapshot(*, room_slug: str, session_key: str) -> Snapshot | None:
     me = Member.objects.filter(room__slug=room_slug, session_key=session_key).first()
     if me is None:
         return None
-    version = Room.objects.filter(slug=room_slug).values_list("version", flat=True).first()
+    room_id, version = Room.objects.filter(slug=room_slug).values_list("id", "version").get()
+    presence = room_presence(room_slug)
     member_list = _member_lists.get(room_slug)
-    if member_list is None or member_list.version != version:
-        member_list = _render_member_list(room_slug)
+    # The room id tells a room deleted and started again from the one that was cached.
+    if member_list is None or (member_list.room_id, member_list.version, member_list.presence) != (
+        room_id,
+        version,
+        presence,
+    ):
+        member_list = _render_member_list(room_slug, presence)
         _member_lists[room_slug] = member_list
-    own_part = render_to_string(
-        f"{ROOM_TEMPLATE}#snapshot-you", {"me": me, "count": member_list.count, "oob": True}
+    context = {"me": me, "count": member_list.count, "oob": True} | presence_context(presence)
+    own_part = render_to_string(f"{ROOM_TEMPLATE}#snapshot-you", context)
+    return Snapshot(
+        version=member_list.version,
+        presence_sequence=presence.sequence,
+        member_id=me.pk,
+        html=member_list.html + own_part,
     )
-    return Snapshot(version=member_list.version, member_id=me.pk, html=member_list.html + own_part)
 
 
-def _render_member_list(room_slug: str) -> MemberList:
+def forget_member_lists() -> None:
+    """Drop the rendered lists this process keeps (tests start each from nothing)."""
+    _member_lists.clear()
+
+
+def _render_member_list(room_slug: str, presence: RoomPresence) -> MemberList:
     # One statement reads the members and the room version together, so the list is exactly
     # the state at that version: later changes are newer, earlier ones are included.
     members = list(
@@ -111,9 +177,10 @@ def _render_member_list(room_slug: str) -> MemberList:
         .annotate(room_version=F("room__version"))
         .only("id", "name", "joined_at")
     )
-    html = render_to_string(f"{ROOM_TEMPLATE}#members", {"members": members, "oob": True}).strip()
-    version = members[0].room_version if members else 0
-    return MemberList(version=version, count=len(members), html=html)
+    context = {"members": members, "oob": True} | presence_context(presence)
+    html = render_to_string(f"{ROOM_TEMPLATE}#member-list", context).strip()
+    room_id, version = (members[0].room_id, members[0].room_version) if members else (0, 0)
+    return MemberList(room_id, version, presence, count=len(members), html=html)
 
 
 def render_heartbeat() -> str:

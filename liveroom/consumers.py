@@ -7,9 +7,10 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from liveroom import page_watch
+from liveroom import page_watch, presence
 from liveroom.broadcast import (
     CHANGE_EVENT,
+    PRESENCE_EVENT,
     ROOMS_GROUP,
     render_left_notice,
     render_room_list,
@@ -42,6 +43,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.group_name: str | None = None
         self.member_id: int | None = None
         self.version = 0
+        # Presence messages up to `presence_base` are in the last snapshot; `presence_seen` is
+        # the latest applied since.
+        self.presence_base = self.presence_seen = 0
+        self.counted_present = False
         session_key = self.scope["session"].session_key
         # Accept before refusing: a refused handshake reaches the browser as 1006, which htmx
         # retries; an accepted socket closed with NOT_A_MEMBER is not retried.
@@ -67,21 +72,28 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         self.group_name = group_name
         await self.send_snapshot()
+        if self.member_id is None:
+            return  # closed: not a member, or the database is down
         # Watched only once it has a version: a page still waiting for its first list would
         # look behind and get a second one.
         page_watch.watch(self)
+        if settings.LIVEROOM_PRESENCE:
+            presence.tracker().page_opened(self.room_slug, self.member_id)
+            self.counted_present = True
 
     async def dispatch(self, message: dict) -> None:
-        if message["type"] == CHANGE_EVENT and settings.LIVEROOM_FAST_FORWARD:
+        if message["type"] in FORWARDED_EVENTS and settings.LIVEROOM_FAST_FORWARD:
             # Channels closes stale database connections (a hop to a thread) before every
             # message; forwarding HTML touches no database, and a snapshot's own query cleans
             # up after itself.
-            await self.room_change(message)
+            await FORWARDED_EVENTS[message["type"]](self, message)
         else:
             await super().dispatch(message)
 
     async def disconnect(self, code: int) -> None:
         page_watch.unwatch(self)
+        if self.counted_present:
+            presence.tracker().page_closed(self.room_slug, self.member_id)
         if self.group_name is not None:
             try:
                 await asyncio.wait_for(
@@ -108,6 +120,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.version = version
             await self.send(text_data=event["html"])
 
+    async def room_presence(self, event: dict) -> None:
+        sequence = event["sequence"]
+        if sequence <= self.presence_base or sequence == self.presence_seen:
+            return  # shown already, by the snapshot or as this very message
+        if sequence < self.presence_seen:
+            # Processes publish independently: this one is late, and older than what the page
+            # shows for some members. Only a fresh snapshot is right for all of them.
+            await self.send_snapshot()
+            return
+        self.presence_seen = sequence
+        await self.send(text_data=event["html"])
+
     async def own_membership_changed(self, *, left: bool) -> None:
         if left:
             await self.send(text_data=render_left_notice(self.room_slug))
@@ -132,7 +156,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return  # read before a change this page has already shown
         self.member_id = snapshot.member_id
         self.version = snapshot.version
+        self.presence_base = self.presence_seen = snapshot.presence_sequence
         await self.send(text_data=snapshot.html)
+
+
+FORWARDED_EVENTS = {
+    CHANGE_EVENT: RoomConsumer.room_change,
+    PRESENCE_EVENT: RoomConsumer.room_presence,
+}
 
 
 class RoomsConsumer(AsyncWebsocketConsumer):
@@ -146,6 +177,8 @@ class RoomsConsumer(AsyncWebsocketConsumer):
                 timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
             )
             html = await database_sync_to_async(render_room_list)()
+            if settings.LIVEROOM_PRESENCE:
+                presence.tracker()  # this process sweeps away the members of dead processes
         except Exception as error:
             logger.warning("Rooms page asked to retry: %s: %s", type(error).__name__, error)
             await self.close(code=TRY_AGAIN_LATER)

@@ -2,6 +2,7 @@ import re
 
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 # Path segments under /room/ that are pages, not rooms.
@@ -72,6 +73,8 @@ class Member(models.Model):
     session_key = models.CharField(max_length=40)
     name = models.CharField(max_length=NAME_MAX_LENGTH)
     joined_at = models.DateTimeField(auto_now_add=True)
+    # When the member was last known to have a page open (or joined); idle removal reads it.
+    last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["joined_at", "id"]

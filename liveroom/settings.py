@@ -145,6 +145,8 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 # Channel layer: Redis pub/sub when REDIS_URL is set, otherwise in-memory (one process only).
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Prefix of every Redis key and channel of this deployment (layer, cache, presence).
+LIVEROOM_KEY_PREFIX = os.environ.get("LIVEROOM_CHANNEL_PREFIX", "liveroom")
 REDIS_HOST_OPTIONS = {
     "address": REDIS_URL,
     "max_connections": env_number("REDIS_MAX_CONNECTIONS", 2000),
@@ -174,7 +176,7 @@ if REDIS_URL:
                     else {k: v for k, v in REDIS_HOST_OPTIONS.items() if k != "socket_timeout"}
                 ],
                 # Lets several deployments (or test runs) share one Redis without crosstalk.
-                "prefix": os.environ.get("LIVEROOM_CHANNEL_PREFIX", "liveroom"),
+                "prefix": LIVEROOM_KEY_PREFIX,
             },
         }
     }
@@ -193,7 +195,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": os.environ.get("LIVEROOM_CHANNEL_PREFIX", "liveroom"),
+            "KEY_PREFIX": LIVEROOM_KEY_PREFIX,
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
     }
@@ -214,6 +216,23 @@ LIVEROOM_BROADCAST_TIMEOUT = env_number("LIVEROOM_BROADCAST_TIMEOUT", 2.0)
 LIVEROOM_HEARTBEAT_SECONDS = env_number("LIVEROOM_HEARTBEAT_SECONDS", 5.0)
 # Seconds between each process's checks that its pages are up to date and Redis is the same.
 LIVEROOM_WATCH_INTERVAL = env_number("LIVEROOM_WATCH_INTERVAL", 1.0)
+
+# Presence: a member is online while one of their pages is open on any server process, away
+# otherwise (liveroom/presence.py). Off, pages show membership only.
+LIVEROOM_PRESENCE = env_bool("LIVEROOM_PRESENCE", default=True)
+# Seconds between a member's last page closing and their showing as away: a reload is no visit.
+LIVEROOM_PRESENCE_GRACE_SECONDS = env_number("LIVEROOM_PRESENCE_GRACE_SECONDS", 10.0)
+# Seconds within which the members of a server process that died show as away.
+LIVEROOM_PRESENCE_EXPIRY_SECONDS = env_number("LIVEROOM_PRESENCE_EXPIRY_SECONDS", 60.0)
+# Members away for longer than this many seconds are removed as if they had left; 0 is off.
+LIVEROOM_IDLE_REMOVAL_SECONDS = env_number("LIVEROOM_IDLE_REMOVAL_SECONDS", 0.0)
+for name in ("LIVEROOM_PRESENCE_GRACE_SECONDS", "LIVEROOM_IDLE_REMOVAL_SECONDS"):
+    if globals()[name] < 0:
+        raise ImproperlyConfigured(f"{name} must be 0 or more, got {globals()[name]}.")
+if LIVEROOM_IDLE_REMOVAL_SECONDS and not LIVEROOM_PRESENCE:
+    raise ImproperlyConfigured("LIVEROOM_IDLE_REMOVAL_SECONDS needs LIVEROOM_PRESENCE on.")
+if LIVEROOM_PRESENCE_EXPIRY_SECONDS < 1:
+    raise ImproperlyConfigured("LIVEROOM_PRESENCE_EXPIRY_SECONDS must be at least 1.")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

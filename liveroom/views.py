@@ -2,9 +2,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from liveroom.broadcast import presence_context, rooms_with_members
 from liveroom.forms import JoinForm
+from liveroom.idle import remove_idle_members
 from liveroom.membership import member_join, member_leave
 from liveroom.models import Member, Room
+from liveroom.presence import room_presence
 from liveroom.ratelimit import limit_membership_changes
 
 
@@ -30,6 +33,7 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     room = find_room(slug)
+    remove_idle_members(room)
     me = current_member(request, room)
     if me is None:
         return redirect(room.join_url)
@@ -40,7 +44,7 @@ def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
         "members": members,
         "count": len(members),
         "name_max_length": Member.NAME_MAX_LENGTH,
-    }
+    } | presence_context(room_presence(room.slug))
     return render(request, "room.html", context)
 
 
@@ -59,6 +63,7 @@ def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     if not request.session.session_key:
         request.session.create()
     room, _ = Room.objects.get_or_create(slug=room.slug)
+    remove_idle_members(room)
     member_join(room=room, session_key=request.session.session_key, name=form.cleaned_data["name"])
     return redirect(room.url())
 
@@ -67,6 +72,7 @@ def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
 @limit_membership_changes
 def leave(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     room = find_room(slug)
+    remove_idle_members(room)
     if request.session.session_key and room.pk is not None:
         member_leave(room=room, session_key=request.session.session_key)
     return redirect(room.join_url)
@@ -85,6 +91,6 @@ def rooms(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "rooms.html",
-        {"rooms": Room.objects.with_members(), "error": error},
+        {"rooms": rooms_with_members(), "error": error},
         status=400 if error else 200,
     )

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.test import Client
 from playwright.sync_api import Browser, sync_playwright
 
+from liveroom import broadcast, presence
 from liveroom.asgi import application
 from tests.browsers import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import Daphne, empty_database, server_environment
@@ -32,6 +33,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("LIVEROOM_NO_SKIPS") == "1" and skipped:
         reporter.write_line(f"LIVEROOM_NO_SKIPS=1 but {skipped} test(s) were skipped", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_state() -> Iterator[None]:
+    """Each test starts with nobody online and no member list rendered in this process."""
+    presence.reset()
+    broadcast.forget_member_lists()
+    yield
+    presence.reset()
 
 
 def join(client: Client, name: str) -> None:
@@ -70,11 +80,11 @@ async def new_member(name: str) -> Client:
     return client
 
 
-async def open_socket(client: Client, origin: str = ORIGIN) -> WebsocketCommunicator:
-    """The room page's socket, through the real ASGI application."""
-    communicator = WebsocketCommunicator(
-        application, "/ws/room/", headers=socket_headers(client, origin)
-    )
+async def open_socket(
+    client: Client, origin: str = ORIGIN, path: str = "/ws/room/"
+) -> WebsocketCommunicator:
+    """A room page's socket (the default room's unless `path` says), through the ASGI app."""
+    communicator = WebsocketCommunicator(application, path, headers=socket_headers(client, origin))
     connected, _ = await communicator.connect()
     assert connected
     return communicator

@@ -57,7 +57,9 @@ def parse(html: str) -> list[Element]:
 @dataclass
 class RoomPage:
     members: dict[str, str] = field(default_factory=dict)  # dom id -> name, in page order
+    presence: dict[str, str] = field(default_factory=dict)  # member dom id -> "online"/"away"
     count: str = ""
+    online_count: str = ""
     my_name: str = ""
     announcement: str = ""
     errors: list[str] = field(default_factory=list)
@@ -68,6 +70,12 @@ class RoomPage:
 
     def names(self) -> list[str]:
         return list(self.members.values())
+
+    def state_of(self, name: str) -> str | None:
+        """ "online" or "away" as the page shows it for the member called `name`."""
+        return next(
+            (self.presence.get(i) for i, shown in self.members.items() if shown == name), None
+        )
 
     def _swap(self, element: Element) -> None:
         oob = element.attrs.get("hx-swap-oob", "true")
@@ -84,15 +92,22 @@ class RoomPage:
             return
         if style == "beforeend" and target == "members":
             for li in element.children:
-                self.members[li.id] = _member_name(li)
+                self._show_member(li)
         elif style == "delete":
             del self.members[target]
+            self.presence.pop(target, None)
         elif style == "outerHTML" and target == "members":
-            self.members = {li.id: _member_name(li) for li in element.children}
+            self.members, self.presence = {}, {}
+            for li in element.children:
+                self._show_member(li)
         elif style == "outerHTML" and target in self.members:
-            self.members[target] = _member_name(element)
+            self._show_member(element)
+        elif style == "outerHTML" and target.startswith("presence-"):
+            self.presence[target.replace("presence-", "member-")] = element.all_text()
         elif style == "outerHTML" and target == "member-count":
             self.count = element.all_text()
+        elif style == "outerHTML" and target == "online-count":
+            self.online_count = element.all_text()
         elif style == "outerHTML" and target == "my-name":
             self.my_name = element.all_text()
         elif style == "outerHTML" and target in {"you", "connection"}:
@@ -102,9 +117,17 @@ class RoomPage:
         else:
             self.errors.append(f"unmodelled swap {style} on #{target}")
 
+    def _show_member(self, li: Element) -> None:
+        self.members[li.id] = _member_name(li)
+        for child in li.children:
+            if child.id and child.id.startswith("presence-"):
+                self.presence[li.id] = child.all_text()
+
     def _exists(self, dom_id: str) -> bool:
         fixed = {"members", "member-count", "my-name", "you", "connection", "announcement"}
-        return dom_id in fixed or dom_id in self.members
+        fixed |= {"online-count"}
+        member = dom_id.replace("presence-", "member-", 1)
+        return dom_id in fixed or member in self.members
 
 
 def _member_name(li: Element) -> str:

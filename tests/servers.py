@@ -42,6 +42,7 @@ def server_environment(tmp_dir: Path) -> dict[str, str]:
         SECRET_KEY="end-to-end-tests-" + uuid.uuid4().hex,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LIVEROOM_HEARTBEAT_SECONDS="0",  # see tests/settings.py
+        LIVEROOM_PRESENCE="0",  # likewise
         # Every test server of a run shares one Redis and posts from 127.0.0.1: no limit in the
         # way (tests/test_security.py checks the limits).
         RATE_LIMIT_PER_SESSION="1000000/60",

@@ -13,3 +13,7 @@ RATE_LIMIT_PER_ADDRESS = (1_000_000, 60)
 # Tests that read a socket's next message exactly turn heartbeats off; the indicator tests
 # turn them on.
 LIVEROOM_HEARTBEAT_SECONDS = 0
+
+# Presence sends every page a message when a member's first page opens; tests that read a
+# socket's next message exactly turn it off, the presence tests turn it on.
+LIVEROOM_PRESENCE = False

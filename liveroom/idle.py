@@ -1,0 +1,34 @@
+"""Removing members who have been away for longer than LIVEROOM_IDLE_REMOVAL_SECONDS.
+
+A removal is a leave like any other: every page of the room sees the member go. It runs lazily
+whenever a room is used (its page, a join or a leave), and for every room from
+`manage.py remove_idle_members`, for cron.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from liveroom.membership import member_leave
+from liveroom.models import Member, Room
+from liveroom.presence import room_presence
+
+
+def remove_idle_members(room: Room | None = None) -> int:
+    """Remove the idle members of `room` (of every room if None); return how many went."""
+    limit = settings.LIVEROOM_IDLE_REMOVAL_SECONDS
+    if not limit or (room is not None and room.pk is None):
+        return 0
+    idle = Member.objects.filter(last_seen_at__lt=timezone.now() - timedelta(seconds=limit))
+    if room is not None:
+        idle = idle.filter(room=room)
+    online_by_room: dict[str, frozenset[int]] = {}
+    removed = 0
+    for member in idle.select_related("room").only("id", "session_key", "room__slug"):
+        slug = member.room.slug
+        if slug not in online_by_room:
+            online_by_room[slug] = room_presence(slug).online
+        if member.pk not in online_by_room[slug]:
+            removed += member_leave(room=member.room, session_key=member.session_key)
+    return removed

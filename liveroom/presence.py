@@ -1,0 +1,420 @@
+"""Presence: which members have a page open right now, on any server process.
+
+Membership lives in the database; presence is live. Each process counts its own open pages per
+member (several tabs are one member) and tells a shared store only what changed, in batches: a
+member's first page here opening, or their last one here staying closed for the grace period
+(LIVEROOM_PRESENCE_GRACE_SECONDS), so a reload is no visit.
+
+The store (Redis when REDIS_URL is set, this process's memory otherwise) keeps, per room, which
+processes have each member online. Each entry expires unless its process renews it; a process
+that dies stops renewing, and live processes sweep expired entries. Entries last 3/4 of
+LIVEROOM_PRESENCE_EXPIRY_SECONDS and are renewed and swept every 1/4 of it, so a dead process's
+members show as away within that many seconds.
+
+Every change of a room's presence bumps the room's presence sequence: pages use it to tell a
+late message (several processes publish) from a new one.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+import weakref
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import redis
+from channels.db import database_sync_to_async
+from django.conf import settings
+from redis import asyncio as aioredis
+
+logger = logging.getLogger(__name__)
+
+# Seconds a process gathers presence changes before writing and announcing them together.
+BATCH_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class RoomPresence:
+    """Who is online in a room, as of the room's presence `sequence`."""
+
+    sequence: int
+    online: frozenset[int]
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """Members of a room who came online or went away, and the room's state after that."""
+
+    room_slug: str
+    sequence: int
+    online_count: int
+    came_online: tuple[int, ...] = ()
+    went_away: tuple[int, ...] = ()
+
+
+NO_PRESENCE = RoomPresence(sequence=0, online=frozenset())
+
+
+class LocalStore:
+    """Presence kept in this process, for the embedded default (one server process)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # views read from threads, the event loop writes
+        self.entries: dict[str, dict[tuple[int, str], float]] = defaultdict(dict)
+        self.counts: dict[str, Counter[int]] = defaultdict(Counter)
+        self.sequences: Counter[str] = Counter()
+
+    async def update(
+        self, room_slug: str, process: str, arriving: set[int], leaving: set[int], ttl: float
+    ) -> PresenceChange | None:
+        with self.lock:
+            entries, counts = self.entries[room_slug], self.counts[room_slug]
+            came, went = [], []
+            for member in arriving:
+                if (member, process) not in entries:
+                    counts[member] += 1
+                    if counts[member] == 1:
+                        came.append(member)
+                entries[member, process] = time.monotonic() + ttl
+            for member in leaving:
+                if entries.pop((member, process), None) is not None:
+                    went += self._decrement(room_slug, member)
+            return self._change(room_slug, came, went)
+
+    async def sweep(self) -> list[PresenceChange]:
+        now, changes = time.monotonic(), []
+        with self.lock:
+            for room_slug, entries in self.entries.items():
+                went = []
+                for key in [key for key, expires in entries.items() if expires <= now]:
+                    del entries[key]
+                    went += self._decrement(room_slug, key[0])
+                if change := self._change(room_slug, [], went):
+                    changes.append(change)
+        return changes
+
+    def read(self, room_slug: str) -> RoomPresence:
+        with self.lock:
+            return RoomPresence(self.sequences[room_slug], frozenset(+self.counts[room_slug]))
+
+    def online_counts(self, room_slugs: list[str]) -> dict[str, int]:
+        with self.lock:
+            return {slug: len(+self.counts[slug]) for slug in room_slugs}
+
+    def _decrement(self, room_slug: str, member: int) -> list[int]:
+        counts = self.counts[room_slug]
+        counts[member] -= 1
+        if counts[member] > 0:
+            return []
+        del counts[member]
+        return [member]
+
+    def _change(self, room_slug: str, came: list[int], went: list[int]) -> PresenceChange | None:
+        if not came and not went:
+            return None
+        self.sequences[room_slug] += 1
+        return PresenceChange(
+            room_slug,
+            self.sequences[room_slug],
+            len(self.counts[room_slug]),
+            tuple(came),
+            tuple(went),
+        )
+
+
+# Each script runs atomically in Redis, so two processes never both decide the same change.
+# Entries are "<member id>|<process>" in a sorted set scored by expiry (Redis's own clock);
+# a hash counts each member's entries; a set lists the rooms that have entries, for the sweep.
+UPDATE_SCRIPT = """
+local entries, counts, sequence, rooms = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local slug, process, ttl, arriving = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local expires = clock[1] + clock[2] / 1e6 + ttl
+local changed = {}
+for i = 5, 4 + arriving do
+  if redis.call('ZADD', entries, expires, ARGV[i] .. '|' .. process) == 1
+      and redis.call('HINCRBY', counts, ARGV[i], 1) == 1 then
+    table.insert(changed, tonumber(ARGV[i]))
+  end
+end
+for i = 5 + arriving, #ARGV do
+  if redis.call('ZREM', entries, ARGV[i] .. '|' .. process) == 1
+      and redis.call('HINCRBY', counts, ARGV[i], -1) <= 0 then
+    redis.call('HDEL', counts, ARGV[i])
+    table.insert(changed, -tonumber(ARGV[i]))
+  end
+end
+if redis.call('ZCARD', entries) > 0 then
+  redis.call('SADD', rooms, slug)
+else
+  redis.call('SREM', rooms, slug)
+end
+if #changed == 0 then return {} end
+local result = {redis.call('INCR', sequence), redis.call('HLEN', counts)}
+for _, member in ipairs(changed) do table.insert(result, member) end
+return result
+"""
+
+SWEEP_SCRIPT = """
+local prefix, result = ARGV[1], {}
+local clock = redis.call('TIME')
+local now = clock[1] + clock[2] / 1e6
+for _, slug in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local entries, counts = prefix .. 'entries:' .. slug, prefix .. 'counts:' .. slug
+  local went = {}
+  for _, entry in ipairs(redis.call('ZRANGEBYSCORE', entries, '-inf', now)) do
+    redis.call('ZREM', entries, entry)
+    local member = string.match(entry, '^(%d+)|')
+    if redis.call('HINCRBY', counts, member, -1) <= 0 then
+      redis.call('HDEL', counts, member)
+      table.insert(went, member)
+    end
+  end
+  if #went > 0 then
+    table.insert(result, slug)
+    table.insert(result, redis.call('INCR', prefix .. 'sequence:' .. slug))
+    table.insert(result, redis.call('HLEN', counts))
+    table.insert(result, table.concat(went, ','))
+  end
+  if redis.call('ZCARD', entries) == 0 then redis.call('SREM', KEYS[1], slug) end
+end
+return result
+"""
+
+
+class RedisStore:
+    """Presence kept in Redis, shared by every server process."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = f"{prefix}:presence:"
+        self._reader: redis.Redis | None = None
+        self._writer: aioredis.Redis | None = None
+
+    @property
+    def reader(self) -> redis.Redis:
+        """For views and snapshots, which run in threads."""
+        if self._reader is None:
+            self._reader = redis.Redis.from_url(
+                self.url, socket_timeout=2, socket_connect_timeout=2
+            )
+        return self._reader
+
+    @property
+    def writer(self) -> aioredis.Redis:
+        """For the event loop; one store object per loop."""
+        if self._writer is None:
+            self._writer = aioredis.Redis.from_url(
+                self.url, socket_timeout=5, socket_connect_timeout=2
+            )
+            self.update_script = self._writer.register_script(UPDATE_SCRIPT)
+            self.sweep_script = self._writer.register_script(SWEEP_SCRIPT)
+        return self._writer
+
+    def keys(self, room_slug: str) -> list[str]:
+        kinds = ("entries", "counts", "sequence")
+        return [f"{self.prefix}{kind}:{room_slug}" for kind in kinds] + [f"{self.prefix}rooms"]
+
+    async def update(
+        self, room_slug: str, process: str, arriving: set[int], leaving: set[int], ttl: float
+    ) -> PresenceChange | None:
+        self.writer  # noqa: B018 (registers the scripts)
+        args = [room_slug, process, ttl, len(arriving), *arriving, *leaving]
+        result = await self.update_script(keys=self.keys(room_slug), args=args)
+        if not result:
+            return None
+        sequence, online_count, *changed = result
+        return PresenceChange(
+            room_slug,
+            sequence,
+            online_count,
+            came_online=tuple(member for member in changed if member > 0),
+            went_away=tuple(-member for member in changed if member < 0),
+        )
+
+    async def sweep(self) -> list[PresenceChange]:
+        self.writer  # noqa: B018 (registers the scripts)
+        result = await self.sweep_script(keys=[f"{self.prefix}rooms"], args=[self.prefix])
+        return [
+            PresenceChange(
+                slug.decode(), sequence, online_count, went_away=tuple(map(int, went.split(b",")))
+            )
+            for slug, sequence, online_count, went in zip(*[iter(result)] * 4, strict=True)
+        ]
+
+    def read(self, room_slug: str) -> RoomPresence:
+        _, counts, sequence, _ = self.keys(room_slug)
+        with self.reader.pipeline(transaction=True) as pipe:
+            found_sequence, members = pipe.get(sequence).hkeys(counts).execute()
+        return RoomPresence(int(found_sequence or 0), frozenset(int(m) for m in members))
+
+    def online_counts(self, room_slugs: list[str]) -> dict[str, int]:
+        with self.reader.pipeline(transaction=False) as pipe:
+            for slug in room_slugs:
+                pipe.hlen(self.keys(slug)[1])
+            return dict(zip(room_slugs, pipe.execute(), strict=True))
+
+    async def aclose(self) -> None:
+        if self._writer is not None:
+            await self._writer.aclose()
+
+
+def new_store() -> LocalStore | RedisStore:
+    if settings.REDIS_URL:
+        return RedisStore(settings.REDIS_URL, settings.LIVEROOM_KEY_PREFIX)
+    return LocalStore()
+
+
+_shared_store: LocalStore | RedisStore | None = None
+
+
+def shared_store() -> LocalStore | RedisStore:
+    """The store for reads (and, in-process, for writes too)."""
+    global _shared_store
+    if _shared_store is None:
+        _shared_store = new_store()
+    return _shared_store
+
+
+def reset() -> None:
+    """Forget all presence kept in this process (tests start each from nothing)."""
+    global _shared_store
+    _shared_store = None
+    _trackers.clear()
+
+
+def room_presence(room_slug: str) -> RoomPresence:
+    """Who is online in the room; nobody if presence is off or its store does not answer."""
+    if not settings.LIVEROOM_PRESENCE:
+        return NO_PRESENCE
+    try:
+        return shared_store().read(room_slug)
+    except redis.RedisError as error:
+        logger.warning("Presence unavailable: %s: %s", type(error).__name__, error)
+        return NO_PRESENCE
+
+
+def online_counts(room_slugs: list[str]) -> dict[str, int]:
+    if not settings.LIVEROOM_PRESENCE:
+        return {}
+    try:
+        return shared_store().online_counts(room_slugs)
+    except redis.RedisError as error:
+        logger.warning("Presence unavailable: %s: %s", type(error).__name__, error)
+        return {}
+
+
+class Tracker:
+    """This process's open pages per member, and what it has told the store of them."""
+
+    def __init__(self, store: LocalStore | RedisStore) -> None:
+        self.store = store
+        self.process = uuid.uuid4().hex[:12]
+        self.loop = asyncio.get_running_loop()
+        self.pages: Counter[tuple[str, int]] = Counter()
+        self.closing: dict[tuple[str, int], float] = {}  # last page closed: until when to wait
+        self.told: dict[str, set[int]] = {}  # per room, the members the store has from here
+        self.flush_timer: asyncio.TimerHandle | None = None
+        self.flush_lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task] = set()
+        self.spawn(self.keep_fresh())
+
+    def page_opened(self, room_slug: str, member_id: int) -> None:
+        key = (room_slug, member_id)
+        self.pages[key] += 1
+        self.closing.pop(key, None)
+        self.schedule_flush()
+
+    def page_closed(self, room_slug: str, member_id: int) -> None:
+        key = (room_slug, member_id)
+        self.pages[key] -= 1
+        if self.pages[key] > 0:
+            return
+        del self.pages[key]
+        grace = settings.LIVEROOM_PRESENCE_GRACE_SECONDS
+        self.closing[key] = self.loop.time() + grace
+        self.loop.call_later(grace, self.schedule_flush)
+
+    def schedule_flush(self) -> None:
+        if self.flush_timer is None:
+            self.flush_timer = self.loop.call_later(BATCH_SECONDS, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self.flush_timer = None
+        self.spawn(self.flush())
+
+    def spawn(self, coroutine) -> None:
+        task = self.loop.create_task(coroutine)
+        self.tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self.tasks.discard)
+
+    def wanted(self) -> dict[str, set[int]]:
+        """Per room, the members this process has online, counting those in their grace."""
+        now = self.loop.time()
+        for key in [key for key, until in self.closing.items() if until <= now]:
+            del self.closing[key]
+        wanted: dict[str, set[int]] = defaultdict(set)
+        for room_slug, member_id in [*self.pages, *self.closing]:
+            wanted[room_slug].add(member_id)
+        return wanted
+
+    async def flush(self, *, renew: bool = False) -> None:
+        """Tell the store what changed here (everything, to renew), and announce the result."""
+        ttl = settings.LIVEROOM_PRESENCE_EXPIRY_SECONDS * 3 / 4
+        async with self.flush_lock:
+            wanted, changes = self.wanted(), []
+            for room_slug in wanted.keys() | self.told.keys():
+                want, told = wanted.get(room_slug, set()), self.told.get(room_slug, set())
+                arriving = want if renew else want - told
+                if not arriving and not told - want:
+                    continue
+                try:
+                    change = await self.store.update(
+                        room_slug, self.process, arriving, told - want, ttl
+                    )
+                except Exception as error:  # retried at the next change or renewal
+                    logger.warning("Presence not saved: %s: %s", type(error).__name__, error)
+                    continue
+                self.told[room_slug] = want
+                if change is not None:
+                    changes.append(change)
+            self.told = {room_slug: told for room_slug, told in self.told.items() if told}
+        await announce(changes)
+
+    async def keep_fresh(self) -> None:
+        """Renew this process's entries and sweep away those of processes that died."""
+        period = settings.LIVEROOM_PRESENCE_EXPIRY_SECONDS / 4
+        while True:
+            await asyncio.sleep(period)
+            await self.flush(renew=True)
+            try:
+                await announce(await self.store.sweep())
+            except Exception as error:
+                logger.warning("Presence sweep failed: %s: %s", type(error).__name__, error)
+
+
+async def announce(changes: list[PresenceChange]) -> None:
+    if not changes:
+        return
+    from liveroom.broadcast import broadcast_presence  # broadcast reads presence too
+
+    try:
+        await database_sync_to_async(broadcast_presence)(changes)
+    except Exception as error:  # the next snapshot of each page shows the truth
+        logger.warning("Presence not announced: %s: %s", type(error).__name__, error)
+
+
+_trackers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tracker]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def tracker() -> Tracker:
+    """This process's tracker, for the running event loop."""
+    loop = asyncio.get_running_loop()
+    if loop not in _trackers:
+        store = shared_store() if isinstance(shared_store(), LocalStore) else new_store()
+        _trackers[loop] = Tracker(store)
+    return _trackers[loop]

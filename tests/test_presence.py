@@ -1,0 +1,197 @@
+"""Presence: online while any page of the member is open, away a grace period after the last."""
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.utils import timezone
+
+from liveroom import presence
+from liveroom.asgi import application
+from liveroom.models import Member, Room
+from tests.conftest import new_member, open_socket, socket_headers
+from tests.htmx_model import RoomPage
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+GRACE = 0.5
+
+
+@pytest.fixture(autouse=True)
+def presence_on(settings) -> None:
+    settings.LIVEROOM_PRESENCE = True
+    settings.LIVEROOM_PRESENCE_GRACE_SECONDS = GRACE
+
+
+async def open_page(
+    client: Client, path: str = "/ws/room/"
+) -> tuple[WebsocketCommunicator, RoomPage]:
+    socket = await open_socket(client, path=path)
+    page = RoomPage()
+    page.apply(await socket.receive_from())
+    return socket, page
+
+
+async def read_until(
+    socket: WebsocketCommunicator, page: RoomPage, done: Callable[[RoomPage], bool]
+) -> None:
+    """Apply the socket's messages to `page` until `done(page)` (within a few seconds)."""
+    async with asyncio.timeout(3):
+        while not done(page):
+            page.apply(await socket.receive_from(timeout=3))
+    assert page.errors == []
+
+
+async def test_a_member_with_a_page_open_is_online_on_every_page() -> None:
+    alice, bob = await new_member("Alice"), await new_member("Bob")
+    alice_socket, alice_page = await open_page(alice)
+    assert alice_page.state_of("Bob") == "away"
+    await read_until(alice_socket, alice_page, lambda page: page.state_of("Alice") == "online")
+    assert alice_page.online_count == "1 online"
+
+    bob_socket, _ = await open_page(bob)
+    await read_until(alice_socket, alice_page, lambda page: page.state_of("Bob") == "online")
+    assert alice_page.online_count == "2 online"
+    assert alice_page.announcement == ""  # coming online is not announced
+    await alice_socket.disconnect()
+    await bob_socket.disconnect()
+
+
+async def test_two_tabs_are_one_member_and_closing_one_changes_nothing() -> None:
+    alice, bob = await new_member("Alice"), await new_member("Bob")
+    alice_socket, alice_page = await open_page(alice)
+    first_tab, _ = await open_page(bob)
+    second_tab, _ = await open_page(bob)
+    await read_until(alice_socket, alice_page, lambda page: page.online_count == "2 online")
+    assert alice_page.state_of("Bob") == "online"
+    assert await alice_socket.receive_nothing(timeout=0.3)  # one member, one change
+
+    await first_tab.disconnect()
+    assert await alice_socket.receive_nothing(timeout=GRACE + 0.5)
+
+    await second_tab.disconnect()
+    started = time.monotonic()
+    await read_until(alice_socket, alice_page, lambda page: page.state_of("Bob") == "away")
+    assert time.monotonic() - started >= GRACE * 0.9  # not before the grace period
+    assert alice_page.announcement == "Bob is away"
+    assert alice_page.online_count == "1 online"
+    await alice_socket.disconnect()
+
+
+async def test_a_reload_within_the_grace_period_is_not_seen_by_others() -> None:
+    alice, bob = await new_member("Alice"), await new_member("Bob")
+    alice_socket, alice_page = await open_page(alice)
+    bob_socket, _ = await open_page(bob)
+    await read_until(alice_socket, alice_page, lambda page: page.online_count == "2 online")
+
+    await bob_socket.disconnect()
+    bob_socket, bob_page = await open_page(bob)
+    assert bob_page.state_of("Bob") == "online"
+    assert await alice_socket.receive_nothing(timeout=GRACE + 0.5)
+    await alice_socket.disconnect()
+    await bob_socket.disconnect()
+
+
+async def test_presence_in_one_room_does_not_reach_another() -> None:
+    alice, bob = Client(), Client()
+    await sync_to_async(alice.post)("/room/chess/join/", {"name": "Alice"})
+    await sync_to_async(bob.post)("/room/go/join/", {"name": "Bob"})
+    alice_socket, alice_page = await open_page(alice, "/ws/room/chess/")
+    await read_until(alice_socket, alice_page, lambda page: page.online_count == "1 online")
+
+    bob_socket, bob_page = await open_page(bob, "/ws/room/go/")
+    await read_until(bob_socket, bob_page, lambda page: page.state_of("Bob") == "online")
+    assert await alice_socket.receive_nothing(timeout=0.3)
+    assert alice_page.names() == ["Alice"]
+    await alice_socket.disconnect()
+    await bob_socket.disconnect()
+
+
+async def test_a_presence_message_older_than_the_page_brings_a_fresh_list() -> None:
+    alice = await new_member("Alice")
+    socket, page = await open_page(alice)
+    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    layer, group = get_channel_layer(), Room(slug=Room.DEFAULT_SLUG).group_name
+    sequence = presence.room_presence(Room.DEFAULT_SLUG).sequence
+
+    await layer.group_send(group, {"type": "room.presence", "sequence": sequence, "html": "old"})
+    assert await socket.receive_nothing(timeout=0.2)  # already in the list the page has
+    await layer.group_send(
+        group, {"type": "room.presence", "sequence": sequence + 5, "html": "new"}
+    )
+    assert await socket.receive_from() == "new"
+    await layer.group_send(
+        group, {"type": "room.presence", "sequence": sequence + 3, "html": "late"}
+    )
+    assert (await socket.receive_from()).startswith('<ul id="members"')
+    await socket.disconnect()
+
+
+async def test_the_rooms_page_shows_online_counts_live() -> None:
+    alice = await new_member("Alice")
+    rooms = WebsocketCommunicator(application, "/ws/rooms/", headers=socket_headers(Client()))
+    assert (await rooms.connect())[0]
+    assert "1 person, 0 online" in await rooms.receive_from()
+    socket, _ = await open_page(alice)
+    assert "1 person, 1 online" in await rooms.receive_from(timeout=3)
+    await socket.disconnect()
+    assert "1 person, 0 online" in await rooms.receive_from(timeout=GRACE + 3)
+    await rooms.disconnect()
+
+
+async def test_going_away_records_when_the_member_was_last_seen() -> None:
+    alice = await new_member("Alice")
+    await Member.objects.filter(name="Alice").aupdate(
+        last_seen_at=timezone.now() - timedelta(days=1)
+    )
+    socket, page = await open_page(alice)
+    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    await socket.disconnect()
+    await asyncio.sleep(GRACE + 0.5)
+    seen = (await Member.objects.aget(name="Alice")).last_seen_at
+    assert timezone.now() - seen < timedelta(seconds=5)
+
+
+async def make_idle(name: str) -> None:
+    await Member.objects.filter(name=name).aupdate(last_seen_at=timezone.now() - timedelta(hours=2))
+
+
+async def test_idle_members_are_removed_lazily_and_every_page_sees_them_go(settings) -> None:
+    settings.LIVEROOM_IDLE_REMOVAL_SECONDS = 3600
+    alice, bob = await new_member("Alice"), await new_member("Bob")
+    socket, page = await open_page(alice)
+    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    await make_idle("Alice")  # idle by the clock, but her page is open
+    await make_idle("Bob")
+
+    await sync_to_async(Client().get)("/room/")  # any use of the room
+    await read_until(socket, page, lambda page: page.names() == ["Alice"])
+    assert page.announcement == "Bob left"
+    assert await Member.objects.filter(name="Alice").aexists()
+    await sync_to_async(bob.get)("/room/")  # Bob's session finds itself out of the room
+    await socket.disconnect()
+
+
+async def test_idle_removal_off_by_default_keeps_everyone() -> None:
+    await new_member("Bob")
+    await make_idle("Bob")
+    await sync_to_async(Client().get)("/room/")
+    assert await Member.objects.filter(name="Bob").aexists()
+
+
+@pytest.mark.parametrize(
+    ("idle_seconds", "message"),
+    [(0, "Idle removal is off"), (60, "Without REDIS_URL")],
+)
+async def test_the_idle_command_says_when_it_cannot_run(settings, idle_seconds, message) -> None:
+    settings.LIVEROOM_IDLE_REMOVAL_SECONDS = idle_seconds
+    settings.REDIS_URL = ""
+    with pytest.raises(CommandError, match=message):
+        await sync_to_async(call_command)("remove_idle_members")
