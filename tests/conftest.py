@@ -1,4 +1,5 @@
 import os
+import uuid
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -9,6 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 from playwright.sync_api import Browser, sync_playwright
+from redis import Redis
 
 from liveroom import broadcast, presence
 from liveroom.asgi import application
@@ -36,12 +38,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(autouse=True)
-def fresh_process_state() -> Iterator[None]:
+def fresh_process_state(settings) -> Iterator[None]:
     """Each test starts with nobody online and no member list rendered in this process."""
+    settings.LIVEROOM_KEY_PREFIX = "test-" + uuid.uuid4().hex[:8]  # presence kept in Redis
     presence.reset()
     broadcast.forget_member_lists()
     yield
+    if settings.REDIS_URL:
+        delete_keys(settings.REDIS_URL, settings.LIVEROOM_KEY_PREFIX)
     presence.reset()
+
+
+def delete_keys(redis_url: str, prefix: str) -> None:
+    with Redis.from_url(redis_url) as redis:
+        if keys := redis.keys(f"{prefix}:*"):
+            redis.delete(*keys)
 
 
 def join(client: Client, name: str) -> None:
@@ -114,17 +125,24 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture
 def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator:
     """Starts real daphne processes on free ports, on an empty database; stops them after."""
-    empty_database(server_env)
+    empty_database(server_env)  # which restarts ids: a new member may have an old one's id
     servers: list[Daphne] = []
+    # So this test's servers share nothing in Redis (presence, messages) with earlier ones.
+    session_prefix = server_env["LIVEROOM_CHANNEL_PREFIX"]
+    test_prefix = "e2e-" + uuid.uuid4().hex[:8]
 
     def start(*extra_args: str, env: dict[str, str] | None = None, **options) -> Daphne:
-        log_path = tmp_path / f"server-{len(servers)}.log"
-        server = Daphne(env or server_env, log_path, extra_args, **options)
+        env = env or server_env
+        if env.get("LIVEROOM_CHANNEL_PREFIX") == session_prefix:
+            env = env | {"LIVEROOM_CHANNEL_PREFIX": test_prefix}
+        server = Daphne(env, tmp_path / f"server-{len(servers)}.log", extra_args, **options)
         servers.append(server)
         return server.start()
 
     yield start
     for server in servers:
         server.stop()
+    if redis_url := server_env.get("REDIS_URL"):
+        delete_keys(redis_url, test_prefix)
     crashes = [server.log() for server in servers if "Exception inside application" in server.log()]
     assert not crashes, "a consumer or view crashed:\n" + "\n".join(crashes)

@@ -16,9 +16,15 @@ from tests.servers import ROOT, Daphne, Visitor
 pytestmark = [pytest.mark.browser, needs_chromium]
 
 
+GRACE_SECONDS = 2
+
+
 @pytest.fixture
-def server(start_server) -> Daphne:
-    return start_server()
+def server(start_server, server_env) -> Daphne:
+    return start_server(
+        env=server_env
+        | {"LIVEROOM_PRESENCE": "1", "LIVEROOM_PRESENCE_GRACE_SECONDS": str(GRACE_SECONDS)}
+    )
 
 
 def test_two_people_see_each_other_join_and_leave_live(
@@ -209,3 +215,43 @@ def test_the_rooms_page_shows_a_new_room_live(browser: Browser, server: Daphne) 
     expect(watcher.page.locator("#room-list")).to_contain_text("1 person")
     assert watcher.errors == []
     watcher.close()
+
+
+def test_two_tabs_are_one_member_who_goes_away_only_when_both_close(
+    browser: Browser, server: Daphne
+) -> None:
+    alice = Person(browser, server)
+    alice.join("Alice")
+    bob = Person(browser, server)
+    bob.join("Bob")
+    second_tab = bob.open_tab()
+    expect(alice.presence_of("Bob")).to_have_text("online")
+    expect(alice.page.locator("#online-count")).to_have_text("2 online")
+    expect(alice.members()).to_have_text(["Alice", "Bob"])  # one entry for two tabs
+
+    second_tab.close()
+    alice.page.wait_for_timeout(GRACE_SECONDS * 1000 + 1000)
+    expect(alice.presence_of("Bob")).to_have_text("online")
+
+    bob.page.close()
+    expect(alice.presence_of("Bob")).to_have_text("away", timeout=GRACE_SECONDS * 1000 + 5000)
+    expect(alice.page.locator("#online-count")).to_have_text("1 online")
+    expect(alice.page.locator("#announcement")).to_have_text("Bob is away")
+    assert alice.errors == []
+    alice.close()
+    bob.close()
+
+
+def test_a_member_of_one_room_is_invisible_in_another(browser: Browser, server: Daphne) -> None:
+    alice = Person(browser, server)
+    alice.join("Alice", room="/room/chess/")
+    bob = Person(browser, server)
+    bob.join("Bob", room="/room/go/")
+    expect(alice.presence_of("Alice")).to_have_text("online")
+    expect(bob.presence_of("Bob")).to_have_text("online")
+    expect(alice.members()).to_have_text(["Alice"])
+    expect(bob.members()).to_have_text(["Bob"])
+    expect(alice.page.locator("#online-count")).to_have_text("1 online")
+    assert alice.errors == [] and bob.errors == []
+    alice.close()
+    bob.close()

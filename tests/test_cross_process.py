@@ -1,5 +1,7 @@
 """Two daphne processes sharing PostgreSQL and Redis act as one room."""
 
+import time
+
 import pytest
 
 from tests.servers import Visitor
@@ -26,3 +28,33 @@ def test_a_socket_on_one_process_sees_changes_posted_to_another(start_server) ->
         left = socket.recv(timeout=10)
         assert 'hx-swap-oob="delete"' in left
         assert "1 person here" in left
+
+
+def read_until(socket, text: str, timeout: float) -> float:
+    """Read messages until one contains `text`; return the seconds that took."""
+    started = time.monotonic()
+    while text not in socket.recv(timeout=max(0.01, started + timeout - time.monotonic())):
+        pass
+    return time.monotonic() - started
+
+
+def test_the_members_of_a_process_that_died_go_away_within_the_expiry(
+    server_env, start_server
+) -> None:
+    expiry = 4
+    env = server_env | {
+        "LIVEROOM_PRESENCE": "1",
+        "LIVEROOM_PRESENCE_GRACE_SECONDS": "0.5",
+        "LIVEROOM_PRESENCE_EXPIRY_SECONDS": str(expiry),
+    }
+    survivor, doomed = start_server(env=env), start_server(env=env)
+    alice, bob = Visitor(), Visitor()
+    alice.join(survivor, "Alice")
+    bob.join(doomed, "Bob")
+
+    with alice.open_socket(survivor) as alice_socket, bob.open_socket(doomed):
+        alice_socket.recv(timeout=10)
+        read_until(alice_socket, "2 online", timeout=10)
+        doomed.process.kill()  # no goodbye: its sockets and presence just stop
+        seconds = read_until(alice_socket, "Bob is away", timeout=expiry + 5)
+    assert seconds <= expiry + 0.5
