@@ -36,17 +36,32 @@ class Snapshot:
     html: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class MemberList:
+    """A room's members at one version, each entry rendered once online and once away."""
+
     room_id: int
     version: int
-    presence: RoomPresence
-    count: int
-    html: str
+    entries: dict[int, tuple[str, str]]  # member id -> (online, away), in list order
+    presence: RoomPresence | None = None  # of the latest `html`
+    html: str = ""
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+    def render(self, presence: RoomPresence) -> str:
+        """The whole list with `presence`; presence changes cost a join, not a render."""
+        if presence != self.presence:
+            online = presence.online
+            entries = [both[member_id not in online] for member_id, both in self.entries.items()]
+            html = render_to_string(f"{ROOM_TEMPLATE}#rendered-members", {"entries": entries})
+            self.presence, self.html = presence, html.strip()
+        return self.html
 
 
-# The latest rendered member list of each room in this process: a snapshot costs one render per
-# room version and presence sequence, not one per page, however many pages connect.
+# The member list of each room in this process: a snapshot costs one render per room version,
+# not one per page, however many pages connect.
 _member_lists: dict[str, MemberList] = {}
 
 
@@ -147,12 +162,8 @@ def render_snapshot(*, room_slug: str, session_key: str) -> Snapshot | None:
     presence = room_presence(room_slug)
     member_list = _member_lists.get(room_slug)
     # The room id tells a room deleted and started again from the one that was cached.
-    if member_list is None or (member_list.room_id, member_list.version, member_list.presence) != (
-        room_id,
-        version,
-        presence,
-    ):
-        member_list = _render_member_list(room_slug, presence)
+    if member_list is None or (member_list.room_id, member_list.version) != (room_id, version):
+        member_list = _render_member_list(room_slug)
         _member_lists[room_slug] = member_list
     context = {"me": me, "count": member_list.count, "oob": True} | presence_context(presence)
     own_part = render_to_string(f"{ROOM_TEMPLATE}#snapshot-you", context)
@@ -160,7 +171,7 @@ def render_snapshot(*, room_slug: str, session_key: str) -> Snapshot | None:
         version=member_list.version,
         presence_sequence=presence.sequence,
         member_id=me.pk,
-        html=member_list.html + own_part,
+        html=member_list.render(presence) + own_part,
     )
 
 
@@ -169,7 +180,7 @@ def forget_member_lists() -> None:
     _member_lists.clear()
 
 
-def _render_member_list(room_slug: str, presence: RoomPresence) -> MemberList:
+def _render_member_list(room_slug: str) -> MemberList:
     # One statement reads the members and the room version together, so the list is exactly
     # the state at that version: later changes are newer, earlier ones are included.
     members = list(
@@ -177,10 +188,16 @@ def _render_member_list(room_slug: str, presence: RoomPresence) -> MemberList:
         .annotate(room_version=F("room__version"))
         .only("id", "name", "joined_at")
     )
-    context = {"members": members, "oob": True} | presence_context(presence)
-    html = render_to_string(f"{ROOM_TEMPLATE}#member-list", context).strip()
+    entries = {}
+    for member in members:
+        entries[member.pk] = tuple(
+            render_to_string(
+                f"{ROOM_TEMPLATE}#member", {"member": member} | presence_context(presence)
+            )
+            for presence in (RoomPresence(0, frozenset({member.pk})), None)
+        )
     room_id, version = (members[0].room_id, members[0].room_version) if members else (0, 0)
-    return MemberList(room_id, version, presence, count=len(members), html=html)
+    return MemberList(room_id, version, entries)
 
 
 def render_heartbeat() -> str:

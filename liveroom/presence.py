@@ -31,8 +31,12 @@ from redis import asyncio as aioredis
 
 logger = logging.getLogger(__name__)
 
-# Seconds a process gathers presence changes before writing and announcing them together.
+# Seconds a process gathers presence changes before writing and announcing them together: at
+# least BATCH_SECONDS, and longer with many pages open here, since each announcement goes to
+# every page of the room (a second per 1,000 pages, up to MAX_BATCH_SECONDS).
 BATCH_SECONDS = 0.1
+MAX_BATCH_SECONDS = 5.0
+PAGES_PER_BATCH_SECOND = 1000
 
 
 @dataclass(frozen=True)
@@ -339,7 +343,9 @@ class Tracker:
 
     def schedule_flush(self) -> None:
         if self.flush_timer is None:
-            self.flush_timer = self.loop.call_later(BATCH_SECONDS, self._start_flush)
+            pages_here = self.pages.total()
+            delay = min(MAX_BATCH_SECONDS, max(BATCH_SECONDS, pages_here / PAGES_PER_BATCH_SECOND))
+            self.flush_timer = self.loop.call_later(delay, self._start_flush)
 
     def _start_flush(self) -> None:
         self.flush_timer = None

@@ -252,6 +252,7 @@ def test_a_member_of_one_room_is_invisible_in_another(browser: Browser, server: 
     expect(alice.members()).to_have_text(["Alice"])
     expect(bob.members()).to_have_text(["Bob"])
     expect(alice.page.locator("#online-count")).to_have_text("1 online")
-    assert alice.errors == [] and bob.errors == []
+    assert alice.errors == []
+    assert bob.errors == []
     alice.close()
     bob.close()

@@ -195,3 +195,15 @@ async def test_the_idle_command_says_when_it_cannot_run(settings, idle_seconds, 
     settings.REDIS_URL = ""
     with pytest.raises(CommandError, match=message):
         await sync_to_async(call_command)("remove_idle_members")
+
+
+async def test_a_new_page_shows_presence_that_changed_after_the_list_was_rendered() -> None:
+    alice, bob = await new_member("Alice"), await new_member("Bob")
+    alice_socket, alice_page = await open_page(alice)  # renders the list: both away
+    await read_until(alice_socket, alice_page, lambda page: page.state_of("Alice") == "online")
+
+    bob_socket, bob_page = await open_page(bob)  # the same list, plus what changed since
+    assert bob_page.state_of("Alice") == "online"
+    assert bob_page.online_count == "1 online"
+    await alice_socket.disconnect()
+    await bob_socket.disconnect()
