@@ -109,7 +109,9 @@ async def open_room_page(name: str) -> tuple[Client, WebsocketCommunicator]:
     return client, socket
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in this thread
+# until it stops, and async tests cannot start while it does.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -42,6 +42,8 @@ def test_two_people_see_each_other_join_and_leave_live(
     expect(alice.page.locator("#member-count")).to_have_text("2 people here")
     expect(bob.members()).to_have_text(["Alice", "Bob"])
     expect(bob.page.locator(".member--you")).to_contain_text("Bob")
+    expect(alice.presence_of("Bob")).to_have_text("online")
+    expect(bob.presence_of("Alice")).to_have_text("online")
 
     save_side_by_side(browser, [alice.page, bob.page], screenshot_path(tmp_path))
 
@@ -109,11 +111,11 @@ def test_a_name_that_is_too_long_gets_a_clear_message(browser: Browser, server: 
     dave.close()
 
 
-def screenshot_path(tmp_path: Path) -> Path:
-    # `make screenshots` keeps the picture the README shows; otherwise it is thrown away.
+def screenshot_path(tmp_path: Path, name: str = "two-browsers.png") -> Path:
+    # `make screenshots` keeps the pictures the README shows; otherwise they are thrown away.
     if os.environ.get("LIVEROOM_UPDATE_SCREENSHOTS") == "1":
-        return ROOT / "docs" / "two-browsers.png"
-    return tmp_path / "two-browsers.png"
+        return ROOT / "docs" / name
+    return tmp_path / name
 
 
 def save_side_by_side(browser: Browser, pages: list[Page], path: Path) -> None:
@@ -123,7 +125,7 @@ def save_side_by_side(browser: Browser, pages: list[Page], path: Path) -> None:
         "</figcaption></figure>"
         for i, shot in enumerate(shots)
     )
-    sheet = browser.new_page(viewport={"width": 1000, "height": 700})
+    sheet = browser.new_page(viewport={"width": 16 + 498 * len(pages), "height": 700})
     sheet.set_content(
         "<style>body{margin:0;display:flex;gap:16px;padding:16px;background:#cfd5e3;"
         "font:14px system-ui}figure{margin:0}img{display:block;border:1px solid #888;"
@@ -218,7 +220,7 @@ def test_the_rooms_page_shows_a_new_room_live(browser: Browser, server: Daphne) 
 
 
 def test_two_tabs_are_one_member_who_goes_away_only_when_both_close(
-    browser: Browser, server: Daphne
+    browser: Browser, server: Daphne, tmp_path: Path
 ) -> None:
     alice = Person(browser, server)
     alice.join("Alice")
@@ -237,9 +239,14 @@ def test_two_tabs_are_one_member_who_goes_away_only_when_both_close(
     expect(alice.presence_of("Bob")).to_have_text("away", timeout=GRACE_SECONDS * 1000 + 5000)
     expect(alice.page.locator("#online-count")).to_have_text("1 online")
     expect(alice.page.locator("#announcement")).to_have_text("Bob is away")
+    carol = Person(browser, server)
+    carol.join("Carol")
+    expect(alice.presence_of("Carol")).to_have_text("online")
+    save_side_by_side(browser, [alice.page], screenshot_path(tmp_path, "presence.png"))
     assert alice.errors == []
     alice.close()
     bob.close()
+    carol.close()
 
 
 def test_a_member_of_one_room_is_invisible_in_another(browser: Browser, server: Daphne) -> None:

@@ -4,6 +4,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -159,29 +160,41 @@ async def test_going_away_records_when_the_member_was_last_seen() -> None:
     assert timezone.now() - seen < timedelta(seconds=5)
 
 
-async def make_idle(name: str) -> None:
-    await Member.objects.filter(name=name).aupdate(last_seen_at=timezone.now() - timedelta(hours=2))
-
-
 async def test_idle_members_are_removed_lazily_and_every_page_sees_them_go(settings) -> None:
-    settings.LIVEROOM_IDLE_REMOVAL_SECONDS = 3600
-    alice, bob = await new_member("Alice"), await new_member("Bob")
+    settings.LIVEROOM_IDLE_REMOVAL_SECONDS = 1
+    alice, bob = await new_member("Alice"), await new_member("Bob")  # Bob opens no page
     socket, page = await open_page(alice)
     await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
-    await make_idle("Alice")  # idle by the clock, but her page is open
-    await make_idle("Bob")
+    await asyncio.sleep(1.2)  # both past the limit by the clock; Alice's page is open
 
     await sync_to_async(Client().get)("/room/")  # any use of the room
     await read_until(socket, page, lambda page: page.names() == ["Alice"])
     assert page.announcement == "Bob left"
     assert await Member.objects.filter(name="Alice").aexists()
-    await sync_to_async(bob.get)("/room/")  # Bob's session finds itself out of the room
+    response = await sync_to_async(bob.get)("/room/")
+    assert response["Location"] == "/room/join/"  # Bob's session is out of the room
     await socket.disconnect()
+
+
+@pytest.mark.services
+async def test_the_idle_command_removes_idle_members_of_every_room(settings) -> None:
+    settings.LIVEROOM_IDLE_REMOVAL_SECONDS = 1
+    await new_member("Alice")
+    await sync_to_async(Client().post)("/room/chess/join/", {"name": "Bob"})
+    await sync_to_async(Client().post)("/room/go/join/", {"name": "Carol"})
+    carol = await Member.objects.aget(name="Carol")
+    await presence.shared_store().update("go", "some-process", {carol.pk}, set(), ttl=60)
+    await asyncio.sleep(1.2)
+
+    output = StringIO()
+    await sync_to_async(call_command)("remove_idle_members", stdout=output)
+    assert output.getvalue().strip() == "Removed 2 idle members."
+    assert [m.name async for m in Member.objects.all()] == ["Carol"]  # online: kept
 
 
 async def test_idle_removal_off_by_default_keeps_everyone() -> None:
     await new_member("Bob")
-    await make_idle("Bob")
+    await Member.objects.filter(name="Bob").aupdate(last_seen_at=timezone.now() - timedelta(days=9))
     await sync_to_async(Client().get)("/room/")
     assert await Member.objects.filter(name="Bob").aexists()
 

@@ -3,10 +3,9 @@
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
 import pytest
-import pytest_asyncio
 
 from liveroom.presence import LocalStore, RedisStore
 
@@ -15,17 +14,16 @@ pytestmark = pytest.mark.asyncio
 TTL = 60.0
 
 
-@pytest_asyncio.fixture(params=["local", pytest.param("redis", marks=pytest.mark.services)])
-async def store(request) -> AsyncIterator[LocalStore | RedisStore]:
+# A plain fixture: an async one cannot start while Playwright's session-wide loop is running.
+@pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.services)])
+def store(request) -> Iterator[LocalStore | RedisStore]:
     if request.param == "local":
         yield LocalStore()
         return
     store = RedisStore(os.environ["REDIS_URL"], prefix="test-" + uuid.uuid4().hex[:8])
     yield store
-    keys = store.reader.keys(f"{store.prefix}*")
-    if keys:
+    if keys := store.reader.keys(f"{store.prefix}*"):
         store.reader.delete(*keys)
-    await store.aclose()
 
 
 async def test_a_member_online_on_two_processes_goes_away_only_when_both_let_go(store) -> None:
