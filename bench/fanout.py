@@ -251,14 +251,14 @@ async def run(args: argparse.Namespace) -> list[Result]:
     elif args.compare:
         size = args.sizes[0] if args.sizes else 1000
         plan = [
-            (Config("pubsub, fast forward"), size, 1),
-            (Config("core, fast forward", layer="core"), size, 1),
+            (Config("pubsub, room hub"), size, 1),
+            (Config("core, room hub", layer="core"), size, 1),
             (Config("pubsub, stock consumer", fast_forward=False), size, 1),
             (Config("core, stock consumer", layer="core", fast_forward=False), size, 1),
         ]
     else:
         sizes = args.sizes or [100, 1000, 5000, 10000]
-        plan = [(Config("pubsub, fast forward"), size, 2 if size >= 10000 else 1) for size in sizes]
+        plan = [(Config("pubsub, room hub"), size, 2 if size >= 10000 else 1) for size in sizes]
     if args.url:
         plan = [(config, size, 1) for config, size, _ in plan]
 

@@ -77,6 +77,7 @@ def broadcast_change(
     html = render_to_string(f"{ROOM_TEMPLATE}#member-{change}", context).strip()
     message = {
         "type": CHANGE_EVENT,
+        "group": room.group_name,
         "version": version,
         "member_id": member.pk,
         "left": change == "left",
@@ -132,8 +133,14 @@ def broadcast_presence(changes: list[PresenceChange]) -> None:
             "oob": True,
         }
         html = render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context).strip()
-        message = {"type": PRESENCE_EVENT, "sequence": change.sequence, "html": html}
-        sends.append((Room(slug=change.room_slug).group_name, message))
+        group = Room(slug=change.room_slug).group_name
+        message = {
+            "type": PRESENCE_EVENT,
+            "group": group,
+            "sequence": change.sequence,
+            "html": html,
+        }
+        sends.append((group, message))
     sends.append((ROOMS_GROUP, {"type": ROOMS_EVENT, "html": render_room_list()}))
     async_to_sync(_send)(sends, change="presence")
 

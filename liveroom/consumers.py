@@ -1,15 +1,15 @@
 import asyncio
 import logging
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from liveroom import page_watch, presence
+from liveroom import page_watch, presence, room_hub
 from liveroom.broadcast import (
-    CHANGE_EVENT,
     PRESENCE_EVENT,
     ROOMS_GROUP,
     render_left_notice,
@@ -22,9 +22,17 @@ from liveroom.models import Room
 logger = logging.getLogger(__name__)
 
 
-class RoomConsumer(AsyncWebsocketConsumer):
-    """Pushes a room's changes to one page: a snapshot on connect, then each change's HTML."""
+FORWARD, SKIP, HANDLE = "forward", "skip", "handle"
 
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    """Pushes a room's changes to one page: a snapshot on connect, then each change's HTML.
+
+    The page has no channel of its own: the process's room hub hands it the room's messages
+    (liveroom/room_hub.py). StockRoomConsumer below is the stock Channels way, for comparison.
+    """
+
+    channel_layer_alias = None  # no channel per page
     accepted = False
 
     async def __call__(self, scope, receive, send) -> None:
@@ -40,13 +48,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.room_slug = self.scope["url_route"]["kwargs"].get("slug", Room.DEFAULT_SLUG)
-        self.group_name: str | None = None
+        self.group_name = Room(slug=self.room_slug).group_name
+        self.in_group = False
         self.member_id: int | None = None
         self.version = 0
         # Presence messages up to `presence_base` are in the last snapshot; `presence_seen` is
         # the latest applied since.
         self.presence_base = self.presence_seen = 0
         self.counted_present = False
+        # Room messages that arrive before the first list is sent wait here, then go in order.
+        self.waiting: list[dict] | None = []
         session_key = self.scope["session"].session_key
         # Accept before refusing: a refused handshake reaches the browser as 1006, which htmx
         # retries; an accepted socket closed with NOT_A_MEMBER is not retried.
@@ -56,12 +67,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=NOT_A_MEMBER)
             return
         # Join the group before reading the snapshot, so no change can fall in between.
-        group_name = Room(slug=self.room_slug).group_name
         try:
-            await asyncio.wait_for(
-                self.channel_layer.group_add(group_name, self.channel_name),
-                timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
-            )
+            await asyncio.wait_for(self.join_group(), timeout=settings.LIVEROOM_BROADCAST_TIMEOUT)
         except Exception as error:
             logger.warning(
                 "Channel layer unavailable, page asked to retry: %s: %s",
@@ -70,10 +77,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
             await self.close(code=TRY_AGAIN_LATER)
             return
-        self.group_name = group_name
+        self.in_group = True
         await self.send_snapshot()
         if self.member_id is None:
             return  # closed: not a member, or the database is down
+        waiting, self.waiting = self.waiting, None
+        for message in waiting:  # versions and sequences keep them right in any order
+            await self.handle(message)
         # Watched only once it has a version: a page still waiting for its first list would
         # look behind and get a second one.
         page_watch.watch(self)
@@ -81,24 +91,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
             presence.tracker().page_opened(self.room_slug, self.member_id)
             self.counted_present = True
 
-    async def dispatch(self, message: dict) -> None:
-        if message["type"] in FORWARDED_EVENTS and settings.LIVEROOM_FAST_FORWARD:
-            # Channels closes stale database connections (a hop to a thread) before every
-            # message; forwarding HTML touches no database, and a snapshot's own query cleans
-            # up after itself.
-            await FORWARDED_EVENTS[message["type"]](self, message)
-        else:
-            await super().dispatch(message)
+    async def join_group(self) -> None:
+        await room_hub.hub().add(self)
+
+    async def leave_group(self) -> None:
+        room_hub.hub().discard(self)
 
     async def disconnect(self, code: int) -> None:
         page_watch.unwatch(self)
         if self.counted_present:
             presence.tracker().page_closed(self.room_slug, self.member_id)
-        if self.group_name is not None:
+        if self.in_group:
             try:
                 await asyncio.wait_for(
-                    self.channel_layer.group_discard(self.group_name, self.channel_name),
-                    timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
+                    self.leave_group(), timeout=settings.LIVEROOM_BROADCAST_TIMEOUT
                 )
             except Exception as error:
                 # The layer forgets the channel locally first; Redis drops it with the process.
@@ -108,29 +114,37 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Pages only listen; a client that talks is not one of ours.
         await self.close(code=POLICY_VIOLATION)
 
-    async def room_change(self, event: dict) -> None:
-        version = event["version"]
+    def triage(self, message: dict) -> str:
+        """FORWARD a room message (now counted as shown), SKIP it, or HANDLE it: handle()."""
+        if self.waiting is not None:
+            self.waiting.append(message)
+            return SKIP
+        if message["type"] == PRESENCE_EVENT:
+            sequence = message["sequence"]
+            if sequence <= self.presence_base or sequence == self.presence_seen:
+                return SKIP  # shown already, by the snapshot or as this very message
+            if sequence < self.presence_seen:
+                # Processes publish independently: this one is late, and older than what the
+                # page shows for some members. Only a fresh snapshot is right for all of them.
+                return HANDLE
+            self.presence_seen = sequence
+            return FORWARD
+        version = message["version"]
         if version <= self.version:
-            return
-        if event["member_id"] == self.member_id:
-            await self.own_membership_changed(left=event["left"])
-        elif version > self.version + 1:
-            await self.send_snapshot()
-        else:
-            self.version = version
-            await self.send(text_data=event["html"])
+            return SKIP  # a repeat, or older than the page's list
+        if message["member_id"] == self.member_id or version > self.version + 1:
+            return HANDLE  # this page's own member changed, or a change was missed
+        self.version = version
+        return FORWARD
 
-    async def room_presence(self, event: dict) -> None:
-        sequence = event["sequence"]
-        if sequence <= self.presence_base or sequence == self.presence_seen:
-            return  # shown already, by the snapshot or as this very message
-        if sequence < self.presence_seen:
-            # Processes publish independently: this one is late, and older than what the page
-            # shows for some members. Only a fresh snapshot is right for all of them.
-            await self.send_snapshot()
-            return
-        self.presence_seen = sequence
-        await self.send(text_data=event["html"])
+    async def handle(self, message: dict) -> None:
+        match self.triage(message):
+            case "forward":
+                await self.send(text_data=message["html"])
+            case "handle" if message.get("member_id") == self.member_id:
+                await self.own_membership_changed(left=message["left"])
+            case "handle":
+                await self.send_snapshot()
 
     async def own_membership_changed(self, *, left: bool) -> None:
         if left:
@@ -160,10 +174,23 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=snapshot.html)
 
 
-FORWARDED_EVENTS = {
-    CHANGE_EVENT: RoomConsumer.room_change,
-    PRESENCE_EVENT: RoomConsumer.room_presence,
-}
+class StockRoomConsumer(RoomConsumer):
+    """The stock Channels way (LIVEROOM_FAST_FORWARD off, for comparison): a channel per page in
+    the room's group, each message dispatched by Channels to the page's own task."""
+
+    channel_layer_alias = DEFAULT_CHANNEL_LAYER
+
+    async def join_group(self) -> None:
+        await self.channel_layer.group_add(self.group_name, self.channel_name)
+
+    async def leave_group(self) -> None:
+        await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    async def room_change(self, message: dict) -> None:
+        await self.handle(message)
+
+    async def room_presence(self, message: dict) -> None:
+        await self.handle(message)
 
 
 class RoomsConsumer(AsyncWebsocketConsumer):

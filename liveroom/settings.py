@@ -206,8 +206,9 @@ else:
 RATE_LIMIT_PER_SESSION = env_rate("RATE_LIMIT_PER_SESSION", "10/60")
 RATE_LIMIT_PER_ADDRESS = env_rate("RATE_LIMIT_PER_ADDRESS", "60/60")
 
-# Consumers forward a change without Channels' per-message database clean-up (a thread hop);
-# off gives the stock path, for comparison (python -m bench.fanout --compare).
+# One subscriber per process hands each room message to the room's pages (liveroom/room_hub.py);
+# off gives the stock path, a channel and a task per page, for comparison
+# (python -m bench.fanout --compare).
 LIVEROOM_FAST_FORWARD = env_bool("LIVEROOM_FAST_FORWARD", default=True)
 # Seconds a view waits for the channel layer before giving up on a broadcast.
 LIVEROOM_BROADCAST_TIMEOUT = env_number("LIVEROOM_BROADCAST_TIMEOUT", 2.0)

@@ -149,8 +149,8 @@ async def test_a_frame_from_the_client_closes_the_socket() -> None:
 
 
 async def room_event(version: int, member_id: int, html: str) -> dict:
-    return {"type": "room.change", "version": version, "member_id": member_id, "left": False,
-            "html": html}  # fmt: skip
+    return {"type": "room.change", "group": "room.lobby", "version": version,
+            "member_id": member_id, "left": False, "html": html}  # fmt: skip
 
 
 async def test_a_repeated_or_old_version_is_not_forwarded_twice() -> None:

@@ -122,15 +122,14 @@ async def test_a_presence_message_older_than_the_page_brings_a_fresh_list() -> N
     layer, group = get_channel_layer(), Room(slug=Room.DEFAULT_SLUG).group_name
     sequence = presence.room_presence(Room.DEFAULT_SLUG).sequence
 
-    await layer.group_send(group, {"type": "room.presence", "sequence": sequence, "html": "old"})
+    def message(sequence: int, html: str) -> dict:
+        return {"type": "room.presence", "group": group, "sequence": sequence, "html": html}
+
+    await layer.group_send(group, message(sequence, "old"))
     assert await socket.receive_nothing(timeout=0.2)  # already in the list the page has
-    await layer.group_send(
-        group, {"type": "room.presence", "sequence": sequence + 5, "html": "new"}
-    )
+    await layer.group_send(group, message(sequence + 5, "new"))
     assert await socket.receive_from() == "new"
-    await layer.group_send(
-        group, {"type": "room.presence", "sequence": sequence + 3, "html": "late"}
-    )
+    await layer.group_send(group, message(sequence + 3, "late"))
     assert (await socket.receive_from()).startswith('<ul id="members"')
     await socket.disconnect()
 

@@ -48,9 +48,11 @@ class Listener:
 
 
 def wait_until_quiet(listeners: list[Listener], quiet: float = 2.5, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(time.monotonic() - each.last_message > quiet for each in listeners):
+    """Wait until no page has had a message for `quiet` seconds, counting from now at the
+    earliest: a change posted just before the call may not have reached the pages yet."""
+    started = time.monotonic()
+    while time.monotonic() < started + timeout:
+        if all(time.monotonic() - max(each.last_message, started) > quiet for each in listeners):
             return
         time.sleep(0.1)
 

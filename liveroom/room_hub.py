@@ -1,0 +1,105 @@
+"""One channel-layer subscriber per process, handing each room message to that room's pages.
+
+A stock Channels page has a channel of its own in the room's group: the layer puts every message
+in each page's queue and wakes each page's task to forward it. Here the process has one channel,
+in the group of every room it has pages of, and a message reaches all the room's pages in one
+pass: a direct send to each, no queue, no task switch. Every few dozen pages the pass yields, so
+an HTTP response (the POST that made the change) is not held up behind a big room.
+
+A page that needs more than a forward (its own membership changed, a gap in versions, a late
+presence message) is handled in a task of its own: those query the database.
+"""
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+PAGES_PER_PASS = 64  # sends between yields to the event loop
+
+
+class RoomHub:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.loop = asyncio.get_running_loop()
+        self.channel: str | None = None
+        self.pages: dict[str, set] = defaultdict(set)  # group -> pages
+        self.subscribed: set[str] = set()
+        self.lock = asyncio.Lock()  # one subscription change at a time
+        self.task: asyncio.Task | None = None
+        self.handlers: set[asyncio.Task] = set()
+
+    async def add(self, page) -> None:
+        """Start handing `page` the messages of its group (`page.group_name`)."""
+        group = page.group_name
+        async with self.lock:
+            if self.channel is None:
+                self.channel = await self.layer.new_channel()
+                self.task = self.loop.create_task(self.receive(), name="room-hub")
+            if group not in self.subscribed:
+                await self.layer.group_add(group, self.channel)
+                self.subscribed.add(group)
+        self.pages[group].add(page)
+
+    def discard(self, page) -> None:
+        group = page.group_name
+        self.pages[group].discard(page)
+        if not self.pages[group]:
+            del self.pages[group]
+            self.spawn(self.unsubscribe_if_unused(group))
+
+    async def unsubscribe_if_unused(self, group: str) -> None:
+        async with self.lock:
+            if group in self.pages or group not in self.subscribed:
+                return  # a page of the room came back meanwhile
+            self.subscribed.discard(group)
+            try:
+                await self.layer.group_discard(group, self.channel)
+            except Exception as error:
+                logger.info("Left group %s while the layer is down: %s", group, error)
+
+    async def receive(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except Exception as error:  # the layer reconnects by itself
+                logger.warning("Room messages unavailable: %s: %s", type(error).__name__, error)
+                await asyncio.sleep(1)
+                continue
+            await self.deliver(message)
+
+    async def deliver(self, message: dict) -> None:
+        pages = list(self.pages.get(message["group"], ()))
+        html = message["html"]
+        for count, page in enumerate(pages, start=1):
+            decision = page.triage(message)
+            if decision == "forward":
+                try:
+                    await page.send(text_data=html)
+                except Exception as error:  # a socket closing as we send: its own business
+                    logger.debug("Send to a closing page failed: %s", error)
+            elif decision == "handle":
+                self.spawn(page.handle(message))
+            if count % PAGES_PER_PASS == 0:
+                await asyncio.sleep(0)
+
+    def spawn(self, coroutine) -> None:
+        task = self.loop.create_task(coroutine)
+        self.handlers.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self.handlers.discard)
+
+
+_hubs: dict[asyncio.AbstractEventLoop, RoomHub] = {}
+
+
+def hub() -> RoomHub:
+    """This process's hub, for the running event loop."""
+    loop = asyncio.get_running_loop()
+    if loop not in _hubs:
+        for old_loop in [old for old in _hubs if old.is_closed()]:
+            del _hubs[old_loop]
+        _hubs[loop] = RoomHub()
+    return _hubs[loop]
