@@ -3,8 +3,8 @@
 A stock Channels page has a channel of its own in the room's group: the layer puts every message
 in each page's queue and wakes each page's task to forward it. Here the process has one channel,
 in the group of every room it has pages of, and a message reaches all the room's pages in one
-pass: a direct send to each, no queue, no task switch. Every few dozen pages the pass yields, so
-an HTTP response (the POST that made the change) is not held up behind a big room.
+pass: a direct send to each, no queue, no task switch. Every millisecond the pass yields, so an
+HTTP response (the POST that made the change) is not held up behind a big room.
 
 A page that needs more than a forward (its own membership changed, a gap in versions, a late
 presence message) is handled in a task of its own: those query the database.
@@ -12,13 +12,14 @@ presence message) is handled in a task of its own: those query the database.
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 from channels.layers import get_channel_layer
 
 logger = logging.getLogger(__name__)
 
-PAGES_PER_PASS = 64  # sends between yields to the event loop
+PASS_SECONDS = 0.0003  # of sending before the pass yields to the event loop
 
 
 class RoomHub:
@@ -74,7 +75,8 @@ class RoomHub:
     async def deliver(self, message: dict) -> None:
         pages = list(self.pages.get(message["group"], ()))
         html = message["html"]
-        for count, page in enumerate(pages, start=1):
+        next_yield = time.perf_counter() + PASS_SECONDS
+        for page in pages:
             decision = page.triage(message)
             if decision == "forward":
                 try:
@@ -83,8 +85,9 @@ class RoomHub:
                     logger.debug("Send to a closing page failed: %s", error)
             elif decision == "handle":
                 self.spawn(page.handle(message))
-            if count % PAGES_PER_PASS == 0:
+            if time.perf_counter() >= next_yield:
                 await asyncio.sleep(0)
+                next_yield = time.perf_counter() + PASS_SECONDS
 
     def spawn(self, coroutine) -> None:
         task = self.loop.create_task(coroutine)
