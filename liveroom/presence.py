@@ -69,6 +69,9 @@ class LocalStore:
         self.entries: dict[str, dict[tuple[int, str], float]] = defaultdict(dict)
         self.counts: dict[str, Counter[int]] = defaultdict(Counter)
         self.sequences: Counter[str] = Counter()
+        # Each room's presence as last read: every page connecting reads it, and a big room's
+        # online set is rebuilt only when its sequence moved.
+        self.latest: dict[str, RoomPresence] = {}
 
     async def update(
         self, room_slug: str, process: str, arriving: set[int], leaving: set[int], ttl: float
@@ -101,7 +104,12 @@ class LocalStore:
 
     def read(self, room_slug: str) -> RoomPresence:
         with self.lock:
-            return RoomPresence(self.sequences[room_slug], frozenset(+self.counts[room_slug]))
+            sequence = self.sequences[room_slug]
+            if (cached := self.latest.get(room_slug)) and cached.sequence == sequence:
+                return cached
+            presence = RoomPresence(sequence, frozenset(+self.counts[room_slug]))
+            self.latest[room_slug] = presence
+            return presence
 
     def online_counts(self, room_slugs: list[str]) -> dict[str, int]:
         with self.lock:
@@ -196,6 +204,9 @@ class RedisStore:
         self.prefix = f"{prefix}:presence:"
         self._reader: redis.Redis | None = None
         self._writer: aioredis.Redis | None = None
+        # Each room's presence as last read: every page connecting reads it, and a big room's
+        # online set is fetched again only when its sequence moved.
+        self.latest: dict[str, RoomPresence] = {}
 
     @property
     def reader(self) -> redis.Redis:
@@ -250,9 +261,14 @@ class RedisStore:
 
     def read(self, room_slug: str) -> RoomPresence:
         _, counts, sequence, _ = self.keys(room_slug)
+        cached = self.latest.get(room_slug)
+        if cached and cached.sequence == int(self.reader.get(sequence) or 0):
+            return cached
         with self.reader.pipeline(transaction=True) as pipe:
             found_sequence, members = pipe.get(sequence).hkeys(counts).execute()
-        return RoomPresence(int(found_sequence or 0), frozenset(int(m) for m in members))
+        presence = RoomPresence(int(found_sequence or 0), frozenset(int(m) for m in members))
+        self.latest[room_slug] = presence
+        return presence
 
     def online_counts(self, room_slugs: list[str]) -> dict[str, int]:
         with self.reader.pipeline(transaction=False) as pipe:
@@ -318,6 +334,7 @@ class Tracker:
         self.process = uuid.uuid4().hex[:12]
         self.loop = asyncio.get_running_loop()
         self.pages: Counter[tuple[str, int]] = Counter()
+        self.page_count = 0
         self.closing: dict[tuple[str, int], float] = {}  # last page closed: until when to wait
         self.told: dict[str, set[int]] = {}  # per room, the members the store has from here
         self.flush_timer: asyncio.TimerHandle | None = None
@@ -328,12 +345,14 @@ class Tracker:
     def page_opened(self, room_slug: str, member_id: int) -> None:
         key = (room_slug, member_id)
         self.pages[key] += 1
+        self.page_count += 1
         self.closing.pop(key, None)
         self.schedule_flush()
 
     def page_closed(self, room_slug: str, member_id: int) -> None:
         key = (room_slug, member_id)
         self.pages[key] -= 1
+        self.page_count -= 1
         if self.pages[key] > 0:
             return
         del self.pages[key]
@@ -343,8 +362,8 @@ class Tracker:
 
     def schedule_flush(self) -> None:
         if self.flush_timer is None:
-            pages_here = self.pages.total()
-            delay = min(MAX_BATCH_SECONDS, max(BATCH_SECONDS, pages_here / PAGES_PER_BATCH_SECOND))
+            pages_here = self.page_count / PAGES_PER_BATCH_SECOND
+            delay = min(MAX_BATCH_SECONDS, max(BATCH_SECONDS, pages_here))
             self.flush_timer = self.loop.call_later(delay, self._start_flush)
 
     def _start_flush(self) -> None:
