@@ -362,8 +362,8 @@ class Tracker:
 
     def schedule_flush(self) -> None:
         if self.flush_timer is None:
-            pages_here = self.page_count / PAGES_PER_BATCH_SECOND
-            delay = min(MAX_BATCH_SECONDS, max(BATCH_SECONDS, pages_here))
+            by_pages = self.page_count / PAGES_PER_BATCH_SECOND
+            delay = min(MAX_BATCH_SECONDS, max(BATCH_SECONDS, by_pages))
             self.flush_timer = self.loop.call_later(delay, self._start_flush)
 
     def _start_flush(self) -> None:
