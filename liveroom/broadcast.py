@@ -138,11 +138,24 @@ def broadcast_presence(changes: list[PresenceChange]) -> None:
             "type": PRESENCE_EVENT,
             "group": group,
             "sequence": change.sequence,
+            "members": [member.pk for member in members],
             "html": html,
         }
         sends.append((group, message))
     sends.append((ROOMS_GROUP, {"type": ROOMS_EVENT, "html": render_room_list()}))
     async_to_sync(_send)(sends, change="presence")
+
+
+def render_presence_now(*, room_slug: str, member_ids: list[int]) -> str:
+    """These members' presence as the store has it now: newer than any message in flight."""
+    presence = room_presence(room_slug)
+    context = {
+        "members": Member.objects.filter(room__slug=room_slug, pk__in=member_ids).only("id"),
+        "online": presence.online,
+        "online_count": len(presence.online),
+        "oob": True,
+    }
+    return render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context).strip()
 
 
 def render_room_list() -> str:

@@ -13,6 +13,7 @@ from liveroom.broadcast import (
     PRESENCE_EVENT,
     ROOMS_GROUP,
     render_left_notice,
+    render_presence_now,
     render_room_list,
     render_snapshot,
 )
@@ -124,9 +125,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             if sequence <= self.presence_base or sequence == self.presence_seen:
                 return SKIP  # shown already, by the snapshot or as this very message
             if sequence < self.presence_seen:
-                # Processes publish independently: this one is late, and older than what the
-                # page shows for some members. Only a fresh snapshot is right for all of them.
-                return HANDLE
+                return HANDLE  # late: processes publish independently
             self.presence_seen = sequence
             return FORWARD
         version = message["version"]
@@ -141,7 +140,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         match self.triage(message):
             case "forward":
                 await self.send(text_data=message["html"])
-            case "handle" if message.get("member_id") == self.member_id:
+            case "handle" if message["type"] == PRESENCE_EVENT:
+                # Late: its states may be older than what the page shows. The store's current
+                # states of the same members are newer than any message.
+                html = await database_sync_to_async(render_presence_now)(
+                    room_slug=self.room_slug, member_ids=message["members"]
+                )
+                await self.send(text_data=html)
+            case "handle" if message["member_id"] == self.member_id:
                 await self.own_membership_changed(left=message["left"])
             case "handle":
                 await self.send_snapshot()

@@ -6,8 +6,9 @@ in the group of every room it has pages of, and a message reaches all the room's
 pass: a direct send to each, no queue, no task switch. Every millisecond the pass yields, so an
 HTTP response (the POST that made the change) is not held up behind a big room.
 
-A page that needs more than a forward (its own membership changed, a gap in versions, a late
-presence message) is handled in a task of its own: those query the database.
+A page that needs more than a forward (its own membership changed, a gap in versions) is handled
+in a task of its own: those query the database. A late presence message gets its members'
+current states instead, rendered once for all the pages it was late for.
 """
 
 import asyncio
@@ -15,7 +16,10 @@ import logging
 import time
 from collections import defaultdict
 
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+
+from liveroom.broadcast import PRESENCE_EVENT, render_presence_now
 
 logger = logging.getLogger(__name__)
 
@@ -74,25 +78,47 @@ class RoomHub:
 
     async def deliver(self, message: dict) -> None:
         pages = list(self.pages.get(message["group"], ()))
-        html = message["html"]
+        html, late = message["html"], []
         next_yield = time.perf_counter() + PASS_SECONDS
         for page in pages:
             decision = page.triage(message)
             if decision == "forward":
-                try:
-                    await page.send(text_data=html)
-                except Exception as error:  # a socket closing as we send: its own business
-                    logger.debug("Send to a closing page failed: %s", error)
+                await send(page, html)
+            elif decision == "handle" and message["type"] == PRESENCE_EVENT:
+                late.append(page)
             elif decision == "handle":
                 self.spawn(page.handle(message))
             if time.perf_counter() >= next_yield:
                 await asyncio.sleep(0)
                 next_yield = time.perf_counter() + PASS_SECONDS
+        if late:
+            self.spawn(self.send_presence_now(message, late))
+
+    async def send_presence_now(self, message: dict, pages: list) -> None:
+        """A late presence message (processes publish independently) may be older than what
+        pages show: send them those members' current states instead, rendered once."""
+        html = await database_sync_to_async(render_presence_now)(
+            room_slug=pages[0].room_slug, member_ids=message["members"]
+        )
+        for page in pages:
+            await send(page, html)
 
     def spawn(self, coroutine) -> None:
         task = self.loop.create_task(coroutine)
         self.handlers.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self.handlers.discard)
+        task.add_done_callback(self._handled)
+
+    def _handled(self, task: asyncio.Task) -> None:
+        self.handlers.discard(task)
+        if not task.cancelled() and (error := task.exception()):
+            logger.info("A page's message was not handled: %s: %s", type(error).__name__, error)
+
+
+async def send(page, html: str) -> None:
+    try:
+        await page.send(text_data=html)
+    except Exception as error:  # a socket closing as we send: its own business
+        logger.debug("Send to a closing page failed: %s", error)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, RoomHub] = {}

@@ -115,22 +115,29 @@ async def test_presence_in_one_room_does_not_reach_another() -> None:
     await bob_socket.disconnect()
 
 
-async def test_a_presence_message_older_than_the_page_brings_a_fresh_list() -> None:
+async def test_a_late_presence_message_brings_those_members_current_states() -> None:
     alice = await new_member("Alice")
+    alice_id = (await Member.objects.aget(name="Alice")).pk
     socket, page = await open_page(alice)
     await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
     layer, group = get_channel_layer(), Room(slug=Room.DEFAULT_SLUG).group_name
     sequence = presence.room_presence(Room.DEFAULT_SLUG).sequence
 
     def message(sequence: int, html: str) -> dict:
-        return {"type": "room.presence", "group": group, "sequence": sequence, "html": html}
+        return {"type": "room.presence", "group": group, "sequence": sequence,
+                "members": [alice_id], "html": html}  # fmt: skip
 
     await layer.group_send(group, message(sequence, "old"))
     assert await socket.receive_nothing(timeout=0.2)  # already in the list the page has
     await layer.group_send(group, message(sequence + 5, "new"))
     assert await socket.receive_from() == "new"
-    await layer.group_send(group, message(sequence + 3, "late"))
-    assert (await socket.receive_from()).startswith('<ul id="members"')
+    # Older than "new": it may say "away" for someone the page rightly shows online.
+    await layer.group_send(
+        group, message(sequence + 3, "<span>Alice is away, says the late one</span>")
+    )
+    current = await socket.receive_from()
+    assert current.startswith('<p id="online-count"')
+    assert f'<span id="presence-{alice_id}" class="presence presence--online"' in current
     await socket.disconnect()
 
 
