@@ -129,6 +129,21 @@ def join_members(endpoints: list[Endpoint], count: int) -> list[tuple[Visitor, E
         return list(pool.map(join, range(count)))
 
 
+async def open_room_socket(visitor: Visitor, endpoint: Endpoint):
+    """The member's room page socket, as a browser opens it (no compression, no pings)."""
+    cookie = "; ".join(f"{k}={v}" for k, v in visitor.http.cookies.items())
+    return await connect(
+        f"ws://127.0.0.1:{endpoint.port}/ws/room/",
+        origin=endpoint.url,
+        additional_headers={"Cookie": cookie},
+        compression=None,
+        max_size=None,
+        ping_interval=None,
+        open_timeout=120,
+        close_timeout=2,
+    )
+
+
 async def open_pages(
     members, run: int, arrivals: dict, at_once: int
 ) -> tuple[list[Page], float, int]:
@@ -136,18 +151,8 @@ async def open_pages(
     snapshot_sizes = []
 
     async def open_one(visitor: Visitor, endpoint: Endpoint) -> Page:
-        cookie = "; ".join(f"{k}={v}" for k, v in visitor.http.cookies.items())
         async with limit:
-            socket = await connect(
-                f"ws://127.0.0.1:{endpoint.port}/ws/room/",
-                origin=endpoint.url,
-                additional_headers={"Cookie": cookie},
-                compression=None,
-                max_size=None,
-                ping_interval=None,
-                open_timeout=120,
-                close_timeout=2,
-            )
+            socket = await open_room_socket(visitor, endpoint)
             snapshot_sizes.append(len(await asyncio.wait_for(socket.recv(), 120)))
         return Page(socket, run, arrivals)
 

@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 
 import redis
-from websockets.asyncio.client import connect
 
-from bench.fanout import Endpoint, join_members
+from bench.fanout import Endpoint, join_members, open_room_socket
 from tests.servers import Daphne, empty_database, server_environment
 
 ONLINE = re.compile(r'<p id="online-count"[^>]*>(\d+) online')
@@ -46,17 +45,8 @@ async def open_pages(members, everyone: int) -> tuple[list, float, float | None]
     limit = asyncio.Semaphore(200)
 
     async def page(i: int, visitor, endpoint: Endpoint):
-        cookie = "; ".join(f"{k}={v}" for k, v in visitor.http.cookies.items())
         async with limit:
-            socket = await connect(
-                f"ws://127.0.0.1:{endpoint.port}/ws/room/",
-                origin=endpoint.url,
-                additional_headers={"Cookie": cookie},
-                compression=None,
-                max_size=None,
-                ping_interval=None,
-                open_timeout=120,
-            )
+            socket = await open_room_socket(visitor, endpoint)
         asyncio.get_running_loop().create_task(read(i, socket))
         return socket
 

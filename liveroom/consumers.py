@@ -19,11 +19,9 @@ from liveroom.broadcast import (
 )
 from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from liveroom.models import Room
+from liveroom.room_hub import FORWARD, HANDLE, SKIP
 
 logger = logging.getLogger(__name__)
-
-
-FORWARD, SKIP, HANDLE = "forward", "skip", "handle"
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -138,18 +136,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def handle(self, message: dict) -> None:
         match self.triage(message):
-            case "forward":
+            case room_hub.FORWARD:
                 await self.send(text_data=message["html"])
-            case "handle" if message["type"] == PRESENCE_EVENT:
+            case room_hub.HANDLE if message["type"] == PRESENCE_EVENT:
                 # Late: its states may be older than what the page shows. The store's current
                 # states of the same members are newer than any message.
                 html = await database_sync_to_async(render_presence_now)(
                     room_slug=self.room_slug, member_ids=message["members"]
                 )
                 await self.send(text_data=html)
-            case "handle" if message["member_id"] == self.member_id:
+            case room_hub.HANDLE if message["member_id"] == self.member_id:
                 await self.own_membership_changed(left=message["left"])
-            case "handle":
+            case room_hub.HANDLE:
                 await self.send_snapshot()
 
     async def own_membership_changed(self, *, left: bool) -> None:

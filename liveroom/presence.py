@@ -204,6 +204,7 @@ class RedisStore:
         self.prefix = f"{prefix}:presence:"
         self._reader: redis.Redis | None = None
         self._writer: aioredis.Redis | None = None
+        self._scripts = None
         # Each room's presence as last read: every page connecting reads it, and a big room's
         # online set is fetched again only when its sequence moved.
         self.latest: dict[str, RoomPresence] = {}
@@ -217,16 +218,16 @@ class RedisStore:
             )
         return self._reader
 
-    @property
-    def writer(self) -> aioredis.Redis:
-        """For the event loop; one store object per loop."""
-        if self._writer is None:
-            self._writer = aioredis.Redis.from_url(
-                self.url, socket_timeout=5, socket_connect_timeout=2
+    def scripts(self):
+        """The update and sweep scripts, on the client for the event loop (one store per loop)."""
+        if self._scripts is None:
+            writer = aioredis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+            self._writer = writer
+            self._scripts = (
+                writer.register_script(UPDATE_SCRIPT),
+                writer.register_script(SWEEP_SCRIPT),
             )
-            self.update_script = self._writer.register_script(UPDATE_SCRIPT)
-            self.sweep_script = self._writer.register_script(SWEEP_SCRIPT)
-        return self._writer
+        return self._scripts
 
     def keys(self, room_slug: str) -> list[str]:
         kinds = ("entries", "counts", "sequence")
@@ -235,9 +236,9 @@ class RedisStore:
     async def update(
         self, room_slug: str, process: str, arriving: set[int], leaving: set[int], ttl: float
     ) -> PresenceChange | None:
-        self.writer  # noqa: B018 (registers the scripts)
+        update, _ = self.scripts()
         args = [room_slug, process, ttl, len(arriving), *arriving, *leaving]
-        result = await self.update_script(keys=self.keys(room_slug), args=args)
+        result = await update(keys=self.keys(room_slug), args=args)
         if not result:
             return None
         sequence, online_count, *changed = result
@@ -250,8 +251,8 @@ class RedisStore:
         )
 
     async def sweep(self) -> list[PresenceChange]:
-        self.writer  # noqa: B018 (registers the scripts)
-        result = await self.sweep_script(keys=[f"{self.prefix}rooms"], args=[self.prefix])
+        _, sweep = self.scripts()
+        result = await sweep(keys=[f"{self.prefix}rooms"], args=[self.prefix])
         return [
             PresenceChange(
                 slug.decode(), sequence, online_count, went_away=tuple(map(int, went.split(b",")))

@@ -23,6 +23,9 @@ from liveroom.broadcast import PRESENCE_EVENT, render_presence_now
 
 logger = logging.getLogger(__name__)
 
+# What a page makes of a room message (RoomConsumer.triage).
+FORWARD, SKIP, HANDLE = "forward", "skip", "handle"
+
 PASS_SECONDS = 0.0003  # of sending before the pass yields to the event loop
 
 
@@ -82,11 +85,11 @@ class RoomHub:
         next_yield = time.perf_counter() + PASS_SECONDS
         for page in pages:
             decision = page.triage(message)
-            if decision == "forward":
+            if decision == FORWARD:
                 await send(page, html)
-            elif decision == "handle" and message["type"] == PRESENCE_EVENT:
+            elif decision == HANDLE and message["type"] == PRESENCE_EVENT:
                 late.append(page)
-            elif decision == "handle":
+            elif decision == HANDLE:
                 self.spawn(page.handle(message))
             if time.perf_counter() >= next_yield:
                 await asyncio.sleep(0)
