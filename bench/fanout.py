@@ -58,6 +58,8 @@ class Result:
     bytes_per_socket_per_event: float
     server_kib_per_socket: float | None
     connect_all_s: float
+    settle_s: float
+    pages_dropped: int
     snapshot_bytes: int
     resyncs: int
 
@@ -91,13 +93,18 @@ class Page:
         self.arrivals = arrivals
         self.bytes_after_snapshot = 0
         self.resyncs = 0  # whole lists received after the first
+        self.last_news = time.perf_counter()  # when anything but a heartbeat last came
+
 
     async def read(self) -> None:
         try:
             async for message in self.socket:
                 now = time.perf_counter()
-                if message.startswith(('<p id="connection"', '<p id="online-count"')):
-                    continue  # the heartbeat or a presence change, not a membership change
+                if message.startswith('<p id="connection"'):
+                    continue  # the heartbeat
+                self.last_news = now
+                if message.startswith('<p id="online-count"'):
+                    continue  # a presence change, not a membership change
                 self.bytes_after_snapshot += len(message)
                 self.resyncs += message.startswith('<ul id="members"')
                 for match in PROBE.finditer(message):
@@ -107,6 +114,18 @@ class Page:
                         break
         except websockets.ConnectionClosed:
             pass
+
+
+async def settle(pages: list[Page], quiet: float = 2, limit: float = 60) -> float:
+    """Wait until the pages have had no news for `quiet` seconds (presence of the pages that
+    just connected comes in batches); return how long that took after the last connect."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        await asyncio.sleep(0.25)
+        latest = max(page.last_news for page in pages)
+        if time.perf_counter() - latest >= quiet:
+            return latest - started if latest > started else 0.0
+    return limit
 
 
 def timed(call, *args):
@@ -146,19 +165,23 @@ async def open_room_socket(visitor: Visitor, endpoint: Endpoint):
 
 async def open_pages(
     members, run: int, arrivals: dict, at_once: int
-) -> tuple[list[Page], float, int]:
+) -> tuple[list[Page], list[asyncio.Task], float, int]:
     limit = asyncio.Semaphore(at_once)
-    snapshot_sizes = []
+    snapshot_sizes, readers = [], []
 
     async def open_one(visitor: Visitor, endpoint: Endpoint) -> Page:
         async with limit:
             socket = await open_room_socket(visitor, endpoint)
             snapshot_sizes.append(len(await asyncio.wait_for(socket.recv(), 120)))
-        return Page(socket, run, arrivals)
+        page = Page(socket, run, arrivals)
+        # A page reads from the moment it has its list, as a browser does: one left unread
+        # stops answering the server's pings and is dropped.
+        readers.append(asyncio.create_task(page.read()))
+        return page
 
     started = time.perf_counter()
     pages = await asyncio.gather(*(open_one(visitor, endpoint) for visitor, endpoint in members))
-    return list(pages), time.perf_counter() - started, max(snapshot_sizes)
+    return list(pages), readers, time.perf_counter() - started, max(snapshot_sizes)
 
 
 async def measure(
@@ -168,9 +191,10 @@ async def measure(
     arrivals: dict[tuple[int, str], list[float]] = {}
     members = await asyncio.to_thread(join_members, endpoints, size)
     rss_before = [endpoint.resident_kib() for endpoint in endpoints]
-    pages, connect_seconds, snapshot_bytes = await open_pages(members, run, arrivals, at_once)
-    readers = [asyncio.create_task(page.read()) for page in pages]
-    await asyncio.sleep(1)
+    pages, readers, connect_seconds, snapshot_bytes = await open_pages(
+        members, run, arrivals, at_once
+    )
+    settle_seconds = await settle(pages)
     rss_after = [endpoint.resident_kib() for endpoint in endpoints]
 
     probe, probe_endpoint = Visitor(), endpoints[0]
@@ -199,6 +223,7 @@ async def measure(
                 last_socket.append(max(times) - sent)
             await asyncio.sleep(0.05)
 
+    dropped = sum(reader.done() for reader in readers)  # closed by the server
     for page in pages:
         await page.socket.close()
     await asyncio.gather(*readers, return_exceptions=True)
@@ -222,6 +247,8 @@ async def measure(
         bytes_per_socket_per_event=bytes_per_event,
         server_kib_per_socket=server_kib,
         connect_all_s=connect_seconds,
+        settle_s=settle_seconds,
+        pages_dropped=dropped,
         snapshot_bytes=snapshot_bytes,
         resyncs=sum(page.resyncs for page in pages),
     )
@@ -250,8 +277,9 @@ def print_result(result: Result) -> None:
         f"{result.last_socket_max_ms:7.1f} ms  lost {result.lost}  "
         f"POST p50/p99 {result.post_p50_ms:5.1f}/{result.post_p99_ms:5.1f} ms  "
         f"{result.bytes_per_socket_per_event:.0f} B/socket/event  {kib} KiB/socket  "
-        f"connect all {result.connect_all_s:.1f} s  snapshot {result.snapshot_bytes} B  "
-        f"resyncs {result.resyncs}",
+        f"connect all {result.connect_all_s:.1f} s  settled {result.settle_s:.1f} s later  "
+        f"snapshot {result.snapshot_bytes} B  resyncs {result.resyncs}  "
+        f"pages dropped {result.pages_dropped}",
         flush=True,
     )
 

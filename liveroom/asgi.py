@@ -18,6 +18,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
 from liveroom import daphne_server  # noqa: E402
+from liveroom.after_response import sending_after_response  # noqa: E402
 from liveroom.routing import websocket_urlpatterns  # noqa: E402
 from liveroom.single_process import warn_if_sharing_the_in_memory_layer  # noqa: E402
 
@@ -26,7 +27,7 @@ warn_if_sharing_the_in_memory_layer()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": sending_after_response(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -16,6 +16,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from liveroom.after_response import send_after_response
 from liveroom.models import Member, Room
 from liveroom.presence import PresenceChange, RoomPresence, online_counts, room_presence
 
@@ -87,7 +88,7 @@ def broadcast_change(
     if change != "renamed":  # a rename changes no count on /rooms/
         rooms = {"type": ROOMS_EVENT, "html": render_room_list()}
         sends.append((ROOMS_GROUP, rooms))
-    async_to_sync(_send)(sends, member=member.pk, change=change, version=version)
+    send_after_response(_send, sends, member=member.pk, change=change, version=version)
 
 
 async def _send(sends: list[tuple[str, dict]], **context) -> None:

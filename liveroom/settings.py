@@ -196,7 +196,11 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": LIVEROOM_KEY_PREFIX,
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+            "OPTIONS": {
+                "pool_class": "liveroom.cache.SharedConnectionPool",
+                "socket_connect_timeout": 0.5,
+                "socket_timeout": 0.5,
+            },
         }
     }
 else:

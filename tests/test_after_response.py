@@ -1,0 +1,88 @@
+"""A request's room messages leave after its response (liveroom/after_response.py)."""
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.cache import caches
+
+from liveroom.after_response import send_after_response, sending_after_response
+
+
+def test_outside_a_wrapped_request_a_send_runs_at_once() -> None:
+    ran = []
+
+    async def record(value: str) -> None:
+        ran.append(value)
+
+    send_after_response(record, "sent")
+    assert ran == ["sent"]
+
+
+async def serve(view) -> list[str]:
+    """Serve one request whose view (run in a thread, as Django runs it) is `view(events)`."""
+    events: list[str] = []
+
+    async def app(scope, receive, send) -> None:
+        await sync_to_async(view)(events)
+        await send({"type": "http.response.start", "status": 302, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message: dict) -> None:
+        events.append(message["type"])
+
+    try:
+        await sending_after_response(app)({"type": "http"}, None, send)
+    except RuntimeError:
+        events.append("request failed")
+    for _ in range(100):
+        if events[-1].startswith("sent"):
+            break
+        await asyncio.sleep(0.01)
+    return events
+
+
+async def record(events: list[str], value: str) -> None:
+    events.append(value)
+
+
+@pytest.mark.asyncio
+async def test_a_requests_sends_run_in_order_once_its_response_is_out() -> None:
+    def view(events: list[str]) -> None:
+        send_after_response(record, events, "sent first")
+        send_after_response(record, events, "sent second")
+        events.append("view returned")
+
+    assert await serve(view) == [
+        "view returned",
+        "http.response.start",
+        "http.response.body",
+        "sent first",
+        "sent second",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_request_that_fails_after_its_change_still_sends_it() -> None:
+    def view(events: list[str]) -> None:
+        send_after_response(record, events, "sent")
+        raise RuntimeError("after the commit")
+
+    assert await serve(view) == ["request failed", "sent"]
+
+
+@pytest.mark.services
+def test_requests_share_one_redis_connection_pool_for_the_cache() -> None:
+    # Django's caches are per thread and per request context: each gets a client of its own.
+    pools = []
+
+    def cache_pool() -> None:
+        pools.append(caches["default"]._cache.get_client(write=True).connection_pool)
+
+    threads = [threading.Thread(target=cache_pool) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(pools) == 2 and pools[0] is pools[1]
