@@ -95,7 +95,6 @@ class Page:
         self.resyncs = 0  # whole lists received after the first
         self.last_news = time.perf_counter()  # when anything but a heartbeat last came
 
-
     async def read(self) -> None:
         try:
             async for message in self.socket:

@@ -85,4 +85,5 @@ def test_requests_share_one_redis_connection_pool_for_the_cache() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(pools) == 2 and pools[0] is pools[1]
+    assert len(pools) == 2
+    assert pools[0] is pools[1]
