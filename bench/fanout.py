@@ -15,6 +15,7 @@ per socket, the time from sending the POST to receiving the fragment that shows 
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -57,11 +58,13 @@ class Result:
     post_p99_ms: float
     bytes_per_socket_per_event: float
     server_kib_per_socket: float | None
+    server_cpu_ms_per_event: float | None
     connect_all_s: float
     settle_s: float
     pages_dropped: int
     snapshot_bytes: int
     resyncs: int
+    last_socket_each_ms: list[float]  # per change, in order
 
 
 class Endpoint:
@@ -71,6 +74,13 @@ class Endpoint:
         self.url = url.rstrip("/")
         self.port = int(self.url.rsplit(":", 1)[1])
         self.server = server
+
+    def cpu_seconds(self) -> float | None:
+        """User and system CPU time the server process has used so far."""
+        if self.server is None:
+            return None
+        fields = Path(f"/proc/{self.server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def resident_kib(self) -> int | None:
         if self.server is None:
@@ -194,11 +204,16 @@ async def measure(
         members, run, arrivals, at_once
     )
     settle_seconds = await settle(pages)
+    # This client's own collector would stop it reading for tens of milliseconds at a time
+    # once it holds thousands of sockets: set what it has aside, so pauses are the server's.
+    gc.collect()
+    gc.freeze()
     rss_after = [endpoint.resident_kib() for endpoint in endpoints]
 
     probe, probe_endpoint = Visitor(), endpoints[0]
     await asyncio.to_thread(probe.http.get, f"{probe_endpoint.url}/room/join/", timeout=10)
     socket_latencies, last_socket, post_latencies, lost = [], [], [], 0
+    cpu_before = [endpoint.cpu_seconds() for endpoint in endpoints]
     for event in range(events):
         for kind in ("joined", "left"):
             sent = time.perf_counter()
@@ -223,8 +238,13 @@ async def measure(
             await asyncio.sleep(0.05)
 
     dropped = sum(reader.done() for reader in readers)  # closed by the server
+    cpu_after = [endpoint.cpu_seconds() for endpoint in endpoints]
+    server_cpu = None
+    if None not in cpu_before:
+        server_cpu = (sum(cpu_after) - sum(cpu_before)) / (2 * events)
     for page in pages:
         await page.socket.close()
+    gc.unfreeze()
     await asyncio.gather(*readers, return_exceptions=True)
     bytes_per_event = statistics.mean(page.bytes_after_snapshot for page in pages) / (2 * events)
     server_kib = None
@@ -245,11 +265,13 @@ async def measure(
         post_p99_ms=percentile(post_latencies, 0.99) * ms,
         bytes_per_socket_per_event=bytes_per_event,
         server_kib_per_socket=server_kib,
+        server_cpu_ms_per_event=None if server_cpu is None else server_cpu * ms,
         connect_all_s=connect_seconds,
         settle_s=settle_seconds,
         pages_dropped=dropped,
         snapshot_bytes=snapshot_bytes,
         resyncs=sum(page.resyncs for page in pages),
+        last_socket_each_ms=[round(seconds * ms, 1) for seconds in last_socket],
     )
 
 
@@ -269,6 +291,7 @@ def start_servers(work: Path, config: Config, count: int) -> tuple[list[Endpoint
 
 def print_result(result: Result) -> None:
     kib = "-" if result.server_kib_per_socket is None else f"{result.server_kib_per_socket:.1f}"
+    cpu = "-" if result.server_cpu_ms_per_event is None else f"{result.server_cpu_ms_per_event:.0f}"
     print(
         f"{result.config:<22} N={result.members:<6} servers={result.servers} "
         f"socket p50/p99 {result.socket_p50_ms:7.1f}/{result.socket_p99_ms:7.1f} ms  "
@@ -276,6 +299,7 @@ def print_result(result: Result) -> None:
         f"{result.last_socket_max_ms:7.1f} ms  lost {result.lost}  "
         f"POST p50/p99 {result.post_p50_ms:5.1f}/{result.post_p99_ms:5.1f} ms  "
         f"{result.bytes_per_socket_per_event:.0f} B/socket/event  {kib} KiB/socket  "
+        f"server CPU {cpu} ms/event  "
         f"connect all {result.connect_all_s:.1f} s  settled {result.settle_s:.1f} s later  "
         f"snapshot {result.snapshot_bytes} B  resyncs {result.resyncs}  "
         f"pages dropped {result.pages_dropped}",

@@ -15,7 +15,6 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from channels.sessions import SessionMiddlewareStack  # noqa: E402
 
 from liveroom import daphne_server  # noqa: E402
 from liveroom.after_response import sending_after_response  # noqa: E402
@@ -28,8 +27,7 @@ warn_if_sharing_the_in_memory_layer()
 application = ProtocolTypeRouter(
     {
         "http": sending_after_response(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(
-            SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # No session middleware: room pages read their session key from the cookie themselves.
+        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -6,6 +6,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
+from django.http.cookie import parse_cookie
 from redis.exceptions import RedisError
 
 from liveroom import page_watch, presence, room_hub
@@ -18,10 +19,20 @@ from liveroom.broadcast import (
     render_snapshot,
 )
 from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
+from liveroom.daphne_server import PREPARED_SOCKET
 from liveroom.models import Room
 from liveroom.room_hub import FORWARD, HANDLE, SKIP
 
 logger = logging.getLogger(__name__)
+
+
+def session_key_of(scope: dict) -> str:
+    """The session key from the page's cookie ("" without one). A page needs only the key, to
+    find its membership; a session object and middleware per socket would cost memory."""
+    cookie = "; ".join(
+        value.decode("latin1") for name, value in scope["headers"] if name == b"cookie"
+    )
+    return parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME, "")
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -47,6 +58,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.room_slug = self.scope["url_route"]["kwargs"].get("slug", Room.DEFAULT_SLUG)
+        # Under daphne, the socket itself: the hub writes a change's frame to it directly.
+        self.socket = self.scope.get("extensions", {}).get(PREPARED_SOCKET)
         self.group_name = Room(slug=self.room_slug).group_name
         self.in_group = False
         self.member_id: int | None = None
@@ -57,7 +70,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.counted_present = False
         # Room messages that arrive before the first list is sent wait here, then go in order.
         self.waiting: list[dict] | None = []
-        session_key = self.scope["session"].session_key
+        session_key = self.session_key = session_key_of(self.scope)
         # Accept before refusing: a refused handshake reaches the browser as 1006, which htmx
         # retries; an accepted socket closed with NOT_A_MEMBER is not retried.
         await self.accept()
@@ -161,7 +174,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def send_snapshot(self) -> None:
         try:
             snapshot = await database_sync_to_async(render_snapshot)(
-                room_slug=self.room_slug, session_key=self.scope["session"].session_key
+                room_slug=self.room_slug, session_key=self.session_key
             )
         except DatabaseError as error:
             logger.warning("Database unavailable for a snapshot, page asked to retry: %s", error)

@@ -1,4 +1,4 @@
-"""Three things daphne does not do on its own, set up when it loads liveroom.asgi.
+"""Four things daphne does not do on its own, set up when it loads liveroom.asgi.
 
 - Close codes: autobahn, daphne's WebSocket engine, lets an application close only with 1000 or
   3000-4999, although RFC 6455's registry gives servers 1008 (policy violation), 1012 (service
@@ -12,6 +12,10 @@
   sent to a thousand pages spent more time on that than on sending. Like asyncio's own
   transports, write straight to the socket when nothing is queued before it; anything the
   kernel does not take (or an error) goes the buffered way as before.
+- Frames once: a room's change goes to every page as the same bytes. Each WebSocket scope gets
+  a PreparedSocket (scope["extensions"][PREPARED_SOCKET]); the room hub frames the message once
+  (with autobahn's prepared messages, made for broadcasting) and writes that frame to each
+  socket, instead of passing it through Channels, daphne and autobahn page by page.
 """
 
 import asyncio
@@ -21,17 +25,20 @@ from liveroom import page_watch
 from liveroom.close_codes import POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER
 
 STANDARD_SERVER_CODES = frozenset({POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER})
+PREPARED_SOCKET = "liveroom.prepared_socket"
 
 
 def configure() -> None:
     """Install both; a no-op outside daphne (tests drive the app without it)."""
     try:
+        from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
         from twisted.internet import defer, reactor, tcp
     except ImportError:
         return
     _allow_standard_close_codes(WebSocketProtocol)
     _write_at_once(tcp.Connection)
+    _offer_prepared_sockets(Server)
     reactor.addSystemEventTrigger(
         "before", "shutdown",
         lambda: defer.Deferred.fromFuture(asyncio.ensure_future(_close_pages_for_restart())),
@@ -75,3 +82,45 @@ def _write_at_once(connection_class) -> None:
 
     write.writes_at_once = True
     connection_class.write = write
+
+
+class PreparedSocket:
+    """One page's socket, for messages framed once for many (see `prepare`)."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol) -> None:
+        self.protocol = protocol
+
+    def send(self, frame: bytes) -> None:
+        protocol = self.protocol
+        # What daphne checks before a send: open, and not closed by daphne for an error.
+        if protocol.state != protocol.STATE_OPEN or protocol.muted:
+            return
+        if protocol.send_queue:  # autobahn's own delayed writes go first
+            protocol.sendData(frame)
+        else:  # what sendData does then, without formatting a debug line it does not log
+            protocol.transport.write(frame)
+
+
+def prepare(text: str) -> bytes:
+    """`text` as one WebSocket frame, ready for any number of PreparedSocket.send calls."""
+    from autobahn.websocket.protocol import PreparedMessage
+
+    # Server frames are not masked; pages never negotiate compression (daphne offers none).
+    message = PreparedMessage(text.encode(), isBinary=False, applyMask=False, doNotCompress=True)
+    return message.payloadHybi
+
+
+def _offer_prepared_sockets(server_class) -> None:
+    if getattr(server_class.create_application, "offers_prepared_sockets", False):
+        return
+    create_application = server_class.create_application
+
+    def create(self, protocol, scope):
+        if scope.get("type") == "websocket":
+            scope.setdefault("extensions", {})[PREPARED_SOCKET] = PreparedSocket(protocol)
+        return create_application(self, protocol, scope)
+
+    create.offers_prepared_sockets = True
+    server_class.create_application = create
