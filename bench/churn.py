@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from tests.servers import Daphne, Visitor, server_environment
+from tests.servers import Daphne, Visitor, read_snapshot, server_environment
 
 
 def resident_kib(pid: int) -> int:
@@ -70,7 +70,7 @@ def main() -> None:
             if cycle == args.cycles:
                 break
             socket = alice.open_socket(server).__enter__()
-            socket.recv(timeout=10)
+            read_snapshot(socket)
             if cycle % 2:
                 socket.socket.close()  # vanished tab: no close handshake
             else:

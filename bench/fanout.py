@@ -172,6 +172,12 @@ async def open_room_socket(visitor: Visitor, endpoint: Endpoint):
     )
 
 
+async def read_snapshot_size(socket) -> int:
+    """Under daphne a snapshot is two messages: the room's list, then the page's own part."""
+    members = await asyncio.wait_for(socket.recv(), 120)
+    return len(members) + len(await asyncio.wait_for(socket.recv(), 120))
+
+
 async def open_pages(
     members, run: int, arrivals: dict, at_once: int
 ) -> tuple[list[Page], list[asyncio.Task], float, int]:
@@ -181,7 +187,7 @@ async def open_pages(
     async def open_one(visitor: Visitor, endpoint: Endpoint) -> Page:
         async with limit:
             socket = await open_room_socket(visitor, endpoint)
-            snapshot_sizes.append(len(await asyncio.wait_for(socket.recv(), 120)))
+            snapshot_sizes.append(await read_snapshot_size(socket))
         page = Page(socket, run, arrivals)
         # A page reads from the moment it has its list, as a browser does: one left unread
         # stops answering the server's pings and is dropped.

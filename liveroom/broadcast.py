@@ -34,7 +34,12 @@ class Snapshot:
     version: int
     presence_sequence: int
     member_id: int
-    html: str
+    members_html: str  # the list: the same string for every page at this version and presence
+    own_html: str  # this page's own part
+
+    @property
+    def html(self) -> str:
+        return self.members_html + self.own_html
 
 
 @dataclass
@@ -192,7 +197,8 @@ def render_snapshot(*, room_slug: str, session_key: str) -> Snapshot | None:
         version=member_list.version,
         presence_sequence=presence.sequence,
         member_id=me.pk,
-        html=member_list.render(presence) + own_part,
+        members_html=member_list.render(presence),
+        own_html=own_part,
     )
 
 

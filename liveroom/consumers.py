@@ -1,4 +1,5 @@
 import asyncio
+import functools
 import logging
 
 from channels import DEFAULT_CHANNEL_LAYER
@@ -19,11 +20,15 @@ from liveroom.broadcast import (
     render_snapshot,
 )
 from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
-from liveroom.daphne_server import PREPARED_SOCKET
+from liveroom.daphne_server import PREPARED_SOCKET, prepare
 from liveroom.models import Room
 from liveroom.room_hub import FORWARD, HANDLE, SKIP
 
 logger = logging.getLogger(__name__)
+
+# A room's list is one string object per version and presence (broadcast.MemberList), so a
+# snapshot's frame is looked up by that string's hash, which Python keeps on the string.
+snapshot_frame = functools.lru_cache(maxsize=8)(prepare)
 
 
 def session_key_of(scope: dict) -> str:
@@ -188,7 +193,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.member_id = snapshot.member_id
         self.version = snapshot.version
         self.presence_base = self.presence_seen = snapshot.presence_sequence
-        await self.send(text_data=snapshot.html)
+        if self.socket is None:
+            await self.send(text_data=snapshot.html)
+            return
+        # Under daphne, two messages: the list, framed once for every page that connects
+        # while it stays current, then this page's own part.
+        self.socket.send(snapshot_frame(snapshot.members_html))
+        await self.send(text_data=snapshot.own_html)
 
 
 class StockRoomConsumer(RoomConsumer):

@@ -156,6 +156,7 @@ class Visitor:
         )
 
     def open_socket(self, server: Daphne):
+        """The room page's socket; read_snapshot(socket) first."""
         cookie = "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
         return websockets.sync.client.connect(
             f"ws://127.0.0.1:{server.port}/ws/room/",
@@ -163,3 +164,10 @@ class Visitor:
             additional_headers={"Cookie": cookie},
             open_timeout=10,
         )
+
+
+def read_snapshot(socket, timeout: float = 10) -> str:
+    """A page's snapshot as daphne sends it: the room's list, then the page's own part."""
+    members = socket.recv(timeout=timeout)
+    assert members.startswith('<ul id="members"'), members[:100]
+    return members + socket.recv(timeout=timeout)

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.servers import Visitor
+from tests.servers import Visitor, read_snapshot
 
 pytestmark = pytest.mark.services
 
@@ -15,7 +15,7 @@ def test_a_socket_on_one_process_sees_changes_posted_to_another(start_server) ->
     assert alice.join(first, "Alice").status_code == 302
 
     with alice.open_socket(first) as socket:
-        snapshot = socket.recv(timeout=10)
+        snapshot = read_snapshot(socket)
         assert "Alice" in snapshot
         assert "Bob" not in snapshot
 
@@ -53,7 +53,7 @@ def test_the_members_of_a_process_that_died_go_away_within_the_expiry(
     bob.join(doomed, "Bob")
 
     with alice.open_socket(survivor) as alice_socket, bob.open_socket(doomed):
-        alice_socket.recv(timeout=10)
+        read_snapshot(alice_socket)
         read_until(alice_socket, "2 online", timeout=10)
         doomed.process.kill()  # no goodbye: its sockets and presence just stop
         seconds = read_until(alice_socket, "Bob is away", timeout=expiry + 5)

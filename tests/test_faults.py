@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, expect
 from liveroom.close_codes import SERVICE_RESTART, TRY_AGAIN_LATER
 from tests.browsers import Person, needs_chromium
 from tests.faults import PrivateRedis, TcpProxy
-from tests.servers import Daphne, Visitor
+from tests.servers import Daphne, Visitor, read_snapshot
 
 RETRY_CODES = {1006, 1011, SERVICE_RESTART, TRY_AGAIN_LATER}  # what htmx reconnects after
 
@@ -42,7 +42,7 @@ def reconnect(visitor: Visitor, server: Daphne, timeout: float = 20) -> tuple:
     while time.monotonic() < deadline:
         socket = visitor.open_socket(server).__enter__()
         try:
-            return socket, socket.recv(timeout=10)
+            return socket, read_snapshot(socket)
         except websockets.ConnectionClosed as closed:
             code = closed.rcvd.code if closed.rcvd else 1006
             assert code in RETRY_CODES, f"closed with {code}, which htmx does not retry"
@@ -67,7 +67,7 @@ def test_redis_down_during_a_join(server_env, start_server, private_redis) -> No
     alice, bob, carol = Visitor(), Visitor(), Visitor()
     alice.join(server, "Alice")
     with alice.open_socket(server) as socket:
-        socket.recv(timeout=10)
+        read_snapshot(socket)
         private_redis.kill()
 
         response, seconds = timed(lambda: bob.join(server, "Bob"))
@@ -92,7 +92,7 @@ def test_redis_restart_sends_pages_to_reconnect(server_env, start_server, privat
     alice = Visitor()
     alice.join(server, "Alice")
     with alice.open_socket(server) as socket:
-        socket.recv(timeout=10)
+        read_snapshot(socket)
         private_redis.restart()
         assert closed_code(socket) in {SERVICE_RESTART, TRY_AGAIN_LATER}
     Visitor().join(server, "Bob")
@@ -140,12 +140,12 @@ def test_connections_leave_nothing_behind_in_redis(server_env, start_server, pri
     alice = Visitor()
     alice.join(server, "Alice")
     with alice.open_socket(server) as socket:
-        socket.recv(timeout=10)
+        read_snapshot(socket)
         # Pages have no channels of their own: the process's room hub, and the room's group.
         assert len(client.pubsub_channels()) == 2
     for _ in range(100):
         socket = alice.open_socket(server).__enter__()
-        socket.recv(timeout=10)
+        read_snapshot(socket)
         socket.socket.close()  # the tab vanishes: no close handshake
     deadline = time.monotonic() + 10
     while len(client.pubsub_channels()) > 1 and time.monotonic() < deadline:
@@ -192,7 +192,7 @@ def test_sigterm_closes_sockets_with_service_restart(start_server) -> None:
     alice = Visitor()
     alice.join(server, "Alice")
     with alice.open_socket(server) as socket:
-        socket.recv(timeout=10)
+        read_snapshot(socket)
         server.process.send_signal(signal.SIGTERM)
         assert closed_code(socket) == SERVICE_RESTART
 
@@ -202,7 +202,7 @@ def test_a_killed_server_pages_reconnect_to_another_and_converge(start_server) -
     alice = Visitor()
     alice.join(first, "Alice")
     with alice.open_socket(first) as socket:
-        socket.recv(timeout=10)
+        read_snapshot(socket)
         first.process.kill()
         assert closed_code(socket) == 1006  # abrupt: htmx reconnects
     Visitor().join(second, "Bob")

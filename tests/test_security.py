@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 from liveroom.close_codes import POLICY_VIOLATION
 from liveroom.models import Member
 from tests.conftest import join, open_room_page
-from tests.servers import DAPHNE_LIMITS, ROOT, Visitor
+from tests.servers import DAPHNE_LIMITS, ROOT, Visitor, read_snapshot
 
 HOSTILE_NAMES = [
     "<script>alert(1)</script>",
@@ -147,7 +147,7 @@ def test_a_frame_over_the_size_limit_is_refused_by_daphne(start_server) -> None:
     alice = Visitor()
     alice.join(server, "Alice")
     with alice.open_socket(server) as socket:
-        socket.recv(timeout=10)
+        read_snapshot(socket)
         socket.send("x" * 5000)
         # daphne drops the connection at once; the oversized frame never reaches the app.
         with pytest.raises(websockets.ConnectionClosed):
@@ -162,7 +162,7 @@ def test_a_snapshot_bigger_than_a_client_frame_reaches_the_page(start_server) ->
     alice = Visitor()
     alice.join(server, "Alice")
     with alice.open_socket(server) as socket:
-        snapshot = socket.recv(timeout=10)
+        snapshot = read_snapshot(socket)
     assert len(snapshot.encode()) > 4096
     assert "61 people here" in snapshot
 
@@ -179,8 +179,8 @@ def test_a_flood_of_frames_closes_that_socket_and_spares_the_others(start_server
     alice.join(server, "Alice")
     mallory.join(server, "Mallory")
     with alice.open_socket(server) as watcher, mallory.open_socket(server) as flooder:
-        watcher.recv(timeout=10)
-        flooder.recv(timeout=10)
+        read_snapshot(watcher)
+        read_snapshot(flooder)
         with pytest.raises(websockets.ConnectionClosed):
             send_until_closed(flooder)
         assert flooder.close_code == POLICY_VIOLATION
