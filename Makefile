@@ -29,7 +29,7 @@ $(VENV)/.dev: $(VENV)/.app requirements-dev.txt
 
 run: $(VENV)/.app
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --no-input
-	@DEBUG=$${DEBUG-1} $(DAPHNE) -b $(HOST) -p $(PORT) liveroom.asgi:application & pid=$$!; \
+	@DEBUG=$${DEBUG-1} MALLOC_ARENA_MAX=2 $(DAPHNE) -b $(HOST) -p $(PORT) liveroom.asgi:application & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null' INT TERM EXIT; \
 	until $(BIN)/python -c 'import urllib.request as u; u.urlopen("http://$(HOST):$(PORT)/room/join/", timeout=1)' 2>/dev/null; do \
 		kill -0 $$pid 2>/dev/null || exit 1; sleep 0.2; \

@@ -39,6 +39,7 @@ def server_environment(tmp_dir: Path) -> dict[str, str]:
         DEBUG="0",
         DJANGO_SETTINGS_MODULE="liveroom.settings",  # the real settings, not the tests'
         PYTHONUNBUFFERED="1",  # server logs reach the file as they happen
+        MALLOC_ARENA_MAX="2",  # as the Dockerfile and `make run` start daphne
         SECRET_KEY="end-to-end-tests-" + uuid.uuid4().hex,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LIVEROOM_HEARTBEAT_SECONDS="0",  # see tests/settings.py
