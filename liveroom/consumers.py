@@ -1,5 +1,4 @@
 import asyncio
-import functools
 import logging
 
 from channels import DEFAULT_CHANNEL_LAYER
@@ -26,9 +25,17 @@ from liveroom.room_hub import FORWARD, HANDLE, SKIP
 
 logger = logging.getLogger(__name__)
 
-# A room's list is one string object per version and presence (broadcast.MemberList), so a
-# snapshot's frame is looked up by that string's hash, which Python keeps on the string.
-snapshot_frame = functools.lru_cache(maxsize=8)(prepare)
+# Per room, the list of its latest snapshot and that list's frame: one O(N) frame per room,
+# made once for every page that connects while the list stays current.
+_snapshot_frames: dict[str, tuple[str, bytes]] = {}
+
+
+def snapshot_frame(room_slug: str, members_html: str) -> bytes:
+    cached = _snapshot_frames.get(room_slug)
+    # broadcast.MemberList keeps one string per version and presence: same string, same list.
+    if cached is None or cached[0] is not members_html:
+        cached = _snapshot_frames[room_slug] = (members_html, prepare(members_html))
+    return cached[1]
 
 
 def session_key_of(scope: dict) -> str:
@@ -198,7 +205,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         # Under daphne, two messages: the list, framed once for every page that connects
         # while it stays current, then this page's own part.
-        self.socket.send(snapshot_frame(snapshot.members_html))
+        self.socket.send(snapshot_frame(self.room_slug, snapshot.members_html))
         await self.send(text_data=snapshot.own_html)
 
 
