@@ -8,9 +8,12 @@
 
 Servers are started the way production runs them (daphne, DATABASE_URL and REDIS_URL from the
 environment), on this machine; so is the load client, which shares the same cores. For each N:
-N members join over HTTP, each with its own session, and open one socket each; once every page
-has its snapshot, a probe member joins and leaves `--events` times. For every change it records,
-per socket, the time from sending the POST to receiving the fragment that shows it.
+N members join over HTTP, each with its own session, and open one socket each, read from the
+moment it has its snapshot; once every page has it and the room has settled (no news for 2 s:
+presence comes in batches), a probe member joins and leaves `--events` times. For every change
+it records, per socket, the time from sending the POST to receiving the fragment that shows it,
+and the servers' CPU time. The client sets its own objects aside from Python's collector while
+it measures, so its pauses are not counted as the server's.
 """
 
 import argparse

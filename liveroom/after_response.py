@@ -3,7 +3,8 @@
 A change's fan-out keeps this process's event loop busy for a while (a pass over every page of
 the room here, when it has them); sent from the view, it would hold up that very view's
 response. So the view queues its sends here, and the HTTP application (liveroom/asgi.py) runs
-them after the response, in order, one request after another. Outside a request served that
+them, in order, once the response is out. Each request's sends run in a task of their own: a
+slow or unreachable channel layer holds up no other request's. Outside a request served that
 way (the test client, management commands), a send runs at once.
 """
 
@@ -42,30 +43,19 @@ def sending_after_response(app):
         finally:
             _pending.reset(token)
             if pending:
-                _outbox().put_nowait(pending)
+                task = asyncio.get_running_loop().create_task(_run(pending))
+                _running.add(task)  # the loop keeps only weak references to tasks
+                task.add_done_callback(_running.discard)
 
     return application
 
 
-_outboxes: dict[asyncio.AbstractEventLoop, asyncio.Queue] = {}
+_running: set[asyncio.Task] = set()
 
 
-def _outbox() -> asyncio.Queue:
-    """This loop's queue of sends and the task that runs them in order."""
-    loop = asyncio.get_running_loop()
-    if loop not in _outboxes:
-        for old_loop in [old for old in _outboxes if old.is_closed()]:
-            del _outboxes[old_loop]
-        queue = _outboxes[loop] = asyncio.Queue()
-        task = loop.create_task(_run(queue), name="after-response")
-        task.add_done_callback(lambda _: _outboxes.pop(loop, None))
-    return _outboxes[loop]
-
-
-async def _run(queue: asyncio.Queue) -> None:
-    while True:
-        for send in await queue.get():
-            try:
-                await send()
-            except Exception:  # each send logs its own failures; this is a last resort
-                logger.exception("A message after a response failed")
+async def _run(sends: list[Send]) -> None:
+    for send in sends:
+        try:
+            await send()
+        except Exception:  # each send logs its own failures; this is a last resort
+            logger.exception("A message after a response failed")

@@ -29,7 +29,7 @@ PREPARED_SOCKET = "liveroom.prepared_socket"
 
 
 def configure() -> None:
-    """Install both; a no-op outside daphne (tests drive the app without it)."""
+    """Install all four; a no-op outside daphne (tests drive the app without it)."""
     try:
         from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol

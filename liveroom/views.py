@@ -62,7 +62,8 @@ def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
         return render(request, "join.html", {"room": room, "form": form}, status=400)
     if not request.session.session_key:
         request.session.create()
-    room, _ = Room.objects.get_or_create(slug=room.slug)
+    if room.pk is None:  # the first member starts the room
+        room, _ = Room.objects.get_or_create(slug=room.slug)
     remove_idle_members(room)
     member_join(room=room, session_key=request.session.session_key, name=form.cleaned_data["name"])
     return redirect(room.url())
