@@ -87,3 +87,31 @@ def test_requests_share_one_redis_connection_pool_for_the_cache() -> None:
         thread.join()
     assert len(pools) == 2
     assert pools[0] is pools[1]
+
+
+@pytest.mark.asyncio
+async def test_a_stuck_send_holds_up_no_other_requests_sends() -> None:
+    layer_stuck = asyncio.Event()  # never set: a send that waits for its timeout
+    sent = []
+
+    async def stuck() -> None:
+        await layer_stuck.wait()
+
+    async def record(value: str) -> None:
+        sent.append(value)
+
+    def request(send, *args):
+        async def app(scope, receive, respond) -> None:
+            await sync_to_async(send_after_response)(send, *args)
+
+        return sending_after_response(app)({"type": "http"}, None, None)
+
+    await request(stuck)
+    await request(record, "second request's change")
+    for _ in range(100):
+        if sent:
+            break
+        await asyncio.sleep(0.01)
+    assert sent == ["second request's change"]
+    layer_stuck.set()  # let the first request's send end with the test
+    await asyncio.sleep(0)
