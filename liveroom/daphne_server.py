@@ -21,7 +21,6 @@
 import asyncio
 import contextlib
 
-from liveroom import page_watch
 from liveroom.close_codes import POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER
 
 STANDARD_SERVER_CODES = frozenset({POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER})
@@ -61,6 +60,8 @@ def _allow_standard_close_codes(protocol_class) -> None:
 
 
 async def _close_pages_for_restart() -> None:
+    from liveroom import page_watch  # which sends heartbeats with `prepare` below
+
     await page_watch.close_pages(SERVICE_RESTART)
     await asyncio.sleep(0.1)  # let the close frames leave before connections are dropped
 

@@ -24,6 +24,7 @@ from redis import asyncio as aioredis
 
 from liveroom.broadcast import render_heartbeat
 from liveroom.close_codes import SERVICE_RESTART, TRY_AGAIN_LATER
+from liveroom.daphne_server import prepare
 from liveroom.models import Room
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ _task: asyncio.Task | None = None
 
 
 def watch(page) -> None:
-    """Watch a consumer with `room_slug`, `version`, `send_snapshot()` and `close(code)`."""
+    """Watch a consumer with `room_slug`, `version`, `socket`, `send_snapshot()`, `close(code)`."""
     global _task
     _pages.add(page)
     loop = asyncio.get_running_loop()
@@ -51,6 +52,7 @@ async def _watch_pages() -> None:
     redis = RedisCheck(settings.REDIS_URL, timeout=interval) if settings.REDIS_URL else None
     due_versions: dict[str, int] = {}
     heartbeat = render_heartbeat()
+    heartbeat_frame = prepare(heartbeat)  # framed once, like a change (room_hub.py)
     tick = 0
     try:
         while True:
@@ -61,11 +63,14 @@ async def _watch_pages() -> None:
             if settings.LIVEROOM_HEARTBEAT_SECONDS:
                 slices = max(1, round(settings.LIVEROOM_HEARTBEAT_SECONDS / interval))
                 tick = (tick + 1) % slices
+                due = [page for page in _pages if hash(page) % slices == tick]
+                for page in due:
+                    if page.socket is not None:
+                        page.socket.send(heartbeat_frame)
                 await asyncio.gather(
-                    *(page.send(text_data=heartbeat) for page in list(_pages)
-                      if hash(page) % slices == tick),
+                    *(page.send(text_data=heartbeat) for page in due if page.socket is None),
                     return_exceptions=True,
-                )  # fmt: skip
+                )
             await asyncio.sleep(interval)
             if not _pages:
                 _task = None  # the next page starts a new watch
