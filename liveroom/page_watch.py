@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis import asyncio as aioredis
 
+from liveroom import room_hub
 from liveroom.broadcast import render_heartbeat
 from liveroom.close_codes import SERVICE_RESTART, TRY_AGAIN_LATER
 from liveroom.daphne_server import prepare
@@ -52,7 +53,7 @@ async def _watch_pages() -> None:
     redis = RedisCheck(settings.REDIS_URL, timeout=interval) if settings.REDIS_URL else None
     due_versions: dict[str, int] = {}
     heartbeat = render_heartbeat()
-    heartbeat_frame = prepare(heartbeat)  # framed once, like a change (room_hub.py)
+    heartbeat_frame = prepare(heartbeat)
     tick = 0
     try:
         while True:
@@ -64,13 +65,7 @@ async def _watch_pages() -> None:
                 slices = max(1, round(settings.LIVEROOM_HEARTBEAT_SECONDS / interval))
                 tick = (tick + 1) % slices
                 due = [page for page in _pages if hash(page) % slices == tick]
-                for page in due:
-                    if page.socket is not None:
-                        page.socket.send(heartbeat_frame)
-                await asyncio.gather(
-                    *(page.send(text_data=heartbeat) for page in due if page.socket is None),
-                    return_exceptions=True,
-                )
+                await room_hub.send_to_each(due, heartbeat, heartbeat_frame)
             await asyncio.sleep(interval)
             if not _pages:
                 _task = None  # the next page starts a new watch

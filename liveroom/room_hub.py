@@ -108,12 +108,7 @@ class RoomHub:
         html = await database_sync_to_async(render_presence_now)(
             room_slug=pages[0].room_slug, member_ids=message["members"]
         )
-        frame = prepare(html)
-        for page in pages:
-            if page.socket is not None:
-                page.socket.send(frame)
-            else:
-                await send(page, html)
+        await send_to_each(pages, html)
 
     def spawn(self, coroutine) -> None:
         task = self.loop.create_task(coroutine)
@@ -124,6 +119,17 @@ class RoomHub:
         self.handlers.discard(task)
         if not task.cancelled() and (error := task.exception()):
             logger.info("A page's message was not handled: %s: %s", type(error).__name__, error)
+
+
+async def send_to_each(pages, html: str, frame: bytes | None = None) -> None:
+    """`html` to every page: to each socket daphne serves as one frame, made once (or given);
+    through Channels to any other (the tests' communicator)."""
+    frame = frame or prepare(html)
+    for page in pages:
+        if page.socket is not None:
+            page.socket.send(frame)
+        else:
+            await send(page, html)
 
 
 async def send(page, html: str) -> None:
