@@ -68,6 +68,7 @@ class Result:
     snapshot_bytes: int
     resyncs: int
     last_socket_each_ms: list[float]  # per change, in order
+    post_each_ms: list[float]  # per change, in order
 
 
 class Endpoint:
@@ -281,6 +282,7 @@ async def measure(
         snapshot_bytes=snapshot_bytes,
         resyncs=sum(page.resyncs for page in pages),
         last_socket_each_ms=[round(seconds * ms, 1) for seconds in last_socket],
+        post_each_ms=[round(seconds * ms, 1) for seconds in post_latencies],
     )
 
 

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db.models import F
@@ -89,11 +90,11 @@ def broadcast_change(
         "left": change == "left",
         "html": html,
     }
-    sends = [(room.group_name, message)]
+    send_after_response(
+        _send, [(room.group_name, message)], member=member.pk, change=change, version=version
+    )
     if change != "renamed":  # a rename changes no count on /rooms/
-        rooms = {"type": ROOMS_EVENT, "html": render_room_list()}
-        sends.append((ROOMS_GROUP, rooms))
-    send_after_response(_send, sends, member=member.pk, change=change, version=version)
+        send_after_response(refresh_room_list)
 
 
 async def _send(sends: list[tuple[str, dict]], **context) -> None:
@@ -111,6 +112,40 @@ async def _send(sends: list[tuple[str, dict]], **context) -> None:
         logger.error(
             "Broadcast skipped (%s; groups %s): %s %s", details, groups, type(error).__name__, error
         )
+
+
+# The /rooms/ list is the same for every change: rendered by the view, it would make each join
+# wait for a query, a Redis call and a template, and a burst of a thousand joins would render it
+# a thousand times. After their responses, changes share one refresh per process instead.
+_room_list_refresh: asyncio.Task | None = None
+_room_list_stale = False
+
+
+async def refresh_room_list() -> None:
+    """Send the /rooms/ pages the list as it is after this change. One refresh runs at a time
+    in a process; a change that lands while it reads the database has it read once more."""
+    global _room_list_refresh, _room_list_stale
+    _room_list_stale = True
+    loop = asyncio.get_running_loop()
+    if (
+        _room_list_refresh is None
+        or _room_list_refresh.done()
+        or _room_list_refresh.get_loop() is not loop
+    ):
+        _room_list_refresh = loop.create_task(_refresh_room_list_while_stale())
+    await asyncio.shield(_room_list_refresh)
+
+
+async def _refresh_room_list_while_stale() -> None:
+    global _room_list_stale
+    while _room_list_stale:
+        _room_list_stale = False
+        try:
+            html = await database_sync_to_async(render_room_list)()
+        except Exception as error:
+            logger.error("Room list not sent: %s: %s", type(error).__name__, error)
+            continue
+        await _send([(ROOMS_GROUP, {"type": ROOMS_EVENT, "html": html})], change="room list")
 
 
 def presence_context(presence: RoomPresence | None) -> dict:

@@ -108,6 +108,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         waiting, self.waiting = self.waiting, None
         for message in waiting:  # versions and sequences keep them right in any order
             await self.handle(message)
+        if self.socket is not None:
+            self.socket.forget_handshake()  # the page's cookie was all it needed of its headers
         # Watched only once it has a version: a page still waiting for its first list would
         # look behind and get a second one.
         page_watch.watch(self)

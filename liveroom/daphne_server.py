@@ -1,4 +1,4 @@
-"""Four things daphne does not do on its own, set up when it loads liveroom.asgi.
+"""Five things daphne does not do on its own, set up when it loads liveroom.asgi.
 
 - Close codes: autobahn, daphne's WebSocket engine, lets an application close only with 1000 or
   3000-4999, although RFC 6455's registry gives servers 1008 (policy violation), 1012 (service
@@ -16,6 +16,11 @@
   a PreparedSocket (scope["extensions"][PREPARED_SOCKET]); the room hub frames the message once
   (with autobahn's prepared messages, made for broadcasting) and writes that frame to each
   socket, instead of passing it through Channels, daphne and autobahn page by page.
+- Keeps no handshake: an upgraded connection's HTTP request (Twisted's channel and request,
+  with both header sets) stayed registered as its socket's producer for the socket's life, and
+  autobahn and daphne each keep the request's headers too. Per open page that is memory, and
+  objects for every full garbage collection to walk. The HTTP side is let go once the socket
+  is upgraded; the headers once the page has read what it needs (forget_handshake).
 """
 
 import asyncio
@@ -28,7 +33,7 @@ PREPARED_SOCKET = "liveroom.prepared_socket"
 
 
 def configure() -> None:
-    """Install all four; a no-op outside daphne (tests drive the app without it)."""
+    """Install them all; a no-op outside daphne (tests drive the app without it)."""
     try:
         from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
@@ -103,6 +108,15 @@ class PreparedSocket:
         else:  # what sendData does then, without formatting a debug line it does not log
             protocol.transport.write(frame)
 
+    def forget_handshake(self) -> None:
+        """Drop what daphne and autobahn keep of the opening request for the socket's life: its
+        raw bytes, its parsed headers and the scope's headers (cleared in place: every ASGI
+        layer's scope shares the one list). Call once the application has read them."""
+        protocol = self.protocol
+        protocol.http_request_data = b""
+        protocol.http_headers.clear()  # also the headers of autobahn's ConnectionRequest
+        protocol.clean_headers.clear()  # daphne's list, which is scope["headers"]
+
 
 def prepare(text: str) -> bytes:
     """`text` as one WebSocket frame, ready for any number of PreparedSocket.send calls."""
@@ -121,6 +135,10 @@ def _offer_prepared_sockets(server_class) -> None:
     def create(self, protocol, scope):
         if scope.get("type") == "websocket":
             scope.setdefault("extensions", {})[PREPARED_SOCKET] = PreparedSocket(protocol)
+            # Daphne has handed the connection over; only this registration kept Twisted's
+            # HTTP channel (and its request) alive. Sockets need no producer: pages never
+            # send, so there is no reading to pause.
+            protocol.transport.unregisterProducer()
         return create_application(self, protocol, scope)
 
     create.offers_prepared_sockets = True

@@ -18,11 +18,11 @@ from liveroom.presence import room_presence
 def remove_idle_members(room: Room | None = None) -> int:
     """Remove the idle members of `room` (of every room if None); return how many went."""
     limit = settings.LIVEROOM_IDLE_REMOVAL_SECONDS
-    if not limit or (room is not None and room.pk is None):
+    if not limit:
         return 0
     idle = Member.objects.filter(last_seen_at__lt=timezone.now() - timedelta(seconds=limit))
-    if room is not None:
-        idle = idle.filter(room=room)
+    if room is not None:  # saved or not: a POST does not look its room up before it locks it
+        idle = idle.filter(room__slug=room.slug)
     online_by_room: dict[str, frozenset[int]] = {}
     removed = 0
     for member in idle.select_related("room").only("id", "session_key", "room__slug"):
@@ -30,5 +30,5 @@ def remove_idle_members(room: Room | None = None) -> int:
         if slug not in online_by_room:
             online_by_room[slug] = room_presence(slug).online
         if member.pk not in online_by_room[slug]:
-            removed += member_leave(room=member.room, session_key=member.session_key)
+            removed += member_leave(room_slug=slug, session_key=member.session_key)
     return removed

@@ -1,7 +1,8 @@
 """Joining and leaving: the only places that write memberships.
 
-Each change locks the room's row first, so changes in one room happen one at a time (no race on
-the one-membership-per-session rule), bumps the room version, and is broadcast after commit.
+Each change finds the room's row and locks it in one statement, so changes in one room happen one
+at a time (no race on the one-membership-per-session rule), bumps the room version, and is
+broadcast after commit.
 """
 
 from functools import partial
@@ -12,10 +13,11 @@ from liveroom.broadcast import broadcast_change
 from liveroom.models import Member, Room
 
 
-def member_join(*, room: Room, session_key: str, name: str) -> Member:
-    """Add the session to the room under `name`, or rename its existing membership."""
+def member_join(*, room_slug: str, session_key: str, name: str) -> Member:
+    """Add the session to the room under `name` (the first member starts the room), or rename
+    its existing membership."""
     with transaction.atomic():
-        room = _lock(room)
+        room, _ = Room.objects.select_for_update().get_or_create(slug=room_slug)
         member = room.members.filter(session_key=session_key).first()
         if member is None:
             member = Member.objects.create(room=room, session_key=session_key, name=name)
@@ -27,11 +29,11 @@ def member_join(*, room: Room, session_key: str, name: str) -> Member:
     return member
 
 
-def member_leave(*, room: Room, session_key: str) -> bool:
+def member_leave(*, room_slug: str, session_key: str) -> bool:
     """Remove the session's own membership; returns whether there was one."""
     with transaction.atomic():
-        room = _lock(room)
-        member = room.members.filter(session_key=session_key).first()
+        room = Room.objects.select_for_update().filter(slug=room_slug).first()
+        member = room and room.members.filter(session_key=session_key).first()
         if member is None:
             return False
         member_id = member.pk
@@ -39,10 +41,6 @@ def member_leave(*, room: Room, session_key: str) -> bool:
         member.pk = member_id  # the fragment still needs the id of the element to remove
         _record_change(room, member, "left")
     return True
-
-
-def _lock(room: Room) -> Room:
-    return Room.objects.select_for_update().get(pk=room.pk)
 
 
 def _record_change(room: Room, member: Member, change: str, previous_name: str = "") -> None:

@@ -9,35 +9,39 @@ import time
 from functools import wraps
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from liveroom.cache import count_hits
 
 logger = logging.getLogger(__name__)
 
 
 def seconds_until_allowed(request: HttpRequest) -> int:
     """Count this membership change; 0 if it is within its limits, else how long to wait."""
-    limits = [
+    now = time.time()
+    windows = {}  # key -> (allowed, seconds, window)
+    for subject, (allowed, seconds) in [
         (f"address:{request.META.get('REMOTE_ADDR', '')}", settings.RATE_LIMIT_PER_ADDRESS),
         (f"session:{request.session.session_key}", settings.RATE_LIMIT_PER_SESSION),
-    ]
-    now = time.time()
-    wait = 0
-    for subject, (count, seconds) in limits:
+    ]:
         window = int(now // seconds)
-        key = f"ratelimit:membership:{subject}:{window}"
-        try:
-            cache.add(key, 0, timeout=seconds)
-            used = cache.incr(key)
-        except Exception as error:
-            # A limiter whose store is down must not lock everyone out.
-            logger.warning(
-                "Rate limit store unavailable, request not limited: %s: %s",
-                type(error).__name__, error,
-            )  # fmt: skip
-            return 0
-        if used > count:
+        windows[f"ratelimit:membership:{subject}:{window}"] = (allowed, seconds, window)
+    try:
+        counts = count_hits(
+            caches["default"], {key: seconds for key, (_, seconds, _) in windows.items()}
+        )
+    except Exception as error:
+        # A limiter whose store is down must not lock everyone out.
+        logger.warning(
+            "Rate limit store unavailable, request not limited: %s: %s",
+            type(error).__name__, error,
+        )  # fmt: skip
+        return 0
+    wait = 0
+    for used, (allowed, seconds, window) in zip(counts, windows.values(), strict=True):
+        if used > allowed:
             wait = max(wait, int((window + 1) * seconds - now) + 1)
     return wait
 

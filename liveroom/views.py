@@ -11,11 +11,16 @@ from liveroom.presence import room_presence
 from liveroom.ratelimit import limit_membership_changes
 
 
-def find_room(slug: str) -> Room:
-    """The room at `slug`; an unsaved one if nobody has joined it yet. 404 for a bad slug."""
+def unsaved_room(slug: str) -> Room:
+    """A Room for `slug`, not looked up. 404 for a bad slug."""
     if not Room.is_valid_slug(slug):
         raise Http404("Room names use lowercase letters, digits and hyphens.")
-    return Room.objects.filter(slug=slug).first() or Room(slug=slug)
+    return Room(slug=slug)
+
+
+def find_room(slug: str) -> Room:
+    """The room at `slug`; an unsaved one if nobody has joined it yet. 404 for a bad slug."""
+    return Room.objects.filter(slug=slug).first() or unsaved_room(slug)
 
 
 def current_member(request: HttpRequest, room: Room) -> Member | None:
@@ -51,31 +56,31 @@ def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @limit_membership_changes
 def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
-    room = find_room(slug)
     if request.method == "GET":
+        room = find_room(slug)
         if current_member(request, room) is not None:
             return redirect(room.url())
         return render(request, "join.html", {"room": room, "form": JoinForm()})
 
+    room = unsaved_room(slug)  # member_join finds it (or starts it), and locks it
     form = JoinForm(request.POST)
     if not form.is_valid():
         return render(request, "join.html", {"room": room, "form": form}, status=400)
     if not request.session.session_key:
         request.session.create()
-    if room.pk is None:  # the first member starts the room
-        room, _ = Room.objects.get_or_create(slug=room.slug)
     remove_idle_members(room)
-    member_join(room=room, session_key=request.session.session_key, name=form.cleaned_data["name"])
+    name = form.cleaned_data["name"]
+    member_join(room_slug=room.slug, session_key=request.session.session_key, name=name)
     return redirect(room.url())
 
 
 @require_POST
 @limit_membership_changes
 def leave(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
-    room = find_room(slug)
+    room = unsaved_room(slug)  # member_leave finds it, and locks it
     remove_idle_members(room)
-    if request.session.session_key and room.pk is not None:
-        member_leave(room=room, session_key=request.session.session_key)
+    if request.session.session_key:
+        member_leave(room_slug=room.slug, session_key=request.session.session_key)
     return redirect(room.join_url)
 
 

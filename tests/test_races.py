@@ -135,8 +135,7 @@ async def test_a_rolled_back_join_broadcasts_nothing() -> None:
     @sync_to_async
     def join_then_fail() -> None:
         with transaction.atomic():
-            room = Room.objects.get(slug=Room.DEFAULT_SLUG)
-            member_join(room=room, session_key="x" * 32, name="Ghost")
+            member_join(room_slug=Room.DEFAULT_SLUG, session_key="x" * 32, name="Ghost")
             raise RuntimeError("something after the join failed")
 
     with pytest.raises(RuntimeError):

@@ -1,12 +1,15 @@
 """Named rooms: /room/<slug>/, one group each, several memberships per session."""
 
+import asyncio
 import re
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from liveroom import broadcast
 from liveroom.asgi import application
 from liveroom.close_codes import NOT_A_MEMBER
 from liveroom.models import Member
@@ -125,3 +128,37 @@ async def test_the_rooms_page_updates_its_counts_live() -> None:
     await sync_to_async(join_room)(Client(), "book-club", "Eve")
     assert "book-club" in await page.receive_from()
     await page.disconnect()
+
+
+@pytest.mark.django_db  # the refresh runs like any database work from async code
+@pytest.mark.asyncio
+async def test_a_burst_of_changes_renders_the_rooms_list_once(monkeypatch) -> None:
+    renders, sent = [], []
+    monkeypatch.setattr(broadcast, "render_room_list", lambda: renders.append(1) or "list")
+    monkeypatch.setattr(broadcast, "_send", lambda sends, **context: record(sent, sends))
+
+    await asyncio.gather(*(broadcast.refresh_room_list() for _ in range(10)))
+    assert (len(renders), len(sent)) == (1, 1)  # every change waited for that one list
+
+
+@pytest.mark.django_db
+@pytest.mark.asyncio
+async def test_a_change_during_a_render_of_the_rooms_list_gets_a_fresh_one(monkeypatch) -> None:
+    renders, sent = [], []
+
+    def render_while_a_change_lands() -> str:
+        renders.append(1)
+        if len(renders) == 1:  # read before the change: stale once sent
+            asyncio.run_coroutine_threadsafe(broadcast.refresh_room_list(), loop)
+            time.sleep(0.1)  # the change marks the list stale meanwhile
+        return f"list {len(renders)}"
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(broadcast, "render_room_list", render_while_a_change_lands)
+    monkeypatch.setattr(broadcast, "_send", lambda sends, **context: record(sent, sends))
+    await broadcast.refresh_room_list()
+    assert [message["html"] for ((_, message),) in sent] == ["list 1", "list 2"]
+
+
+async def record(sent: list, sends: list) -> None:
+    sent.append(sends)
