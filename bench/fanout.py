@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import os
 import platform
 import re
@@ -55,10 +56,12 @@ class Result:
     socket_p50_ms: float
     socket_p99_ms: float
     last_socket_median_ms: float
+    last_socket_p99_ms: float
     last_socket_max_ms: float
     lost: int
     post_p50_ms: float
     post_p99_ms: float
+    post_max_ms: float
     bytes_per_socket_per_event: float
     server_kib_per_socket: float | None
     server_cpu_ms_per_event: float | None
@@ -94,8 +97,10 @@ class Endpoint:
 
 
 def percentile(values: list[float], fraction: float) -> float:
+    """Nearest rank: the smallest value with `fraction` of the values at or below it (so p99
+    of fewer than 100 values is their maximum)."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] if ordered else float("nan")
 
 
 class Page:
@@ -269,10 +274,12 @@ async def measure(
         socket_p50_ms=percentile(socket_latencies, 0.5) * ms,
         socket_p99_ms=percentile(socket_latencies, 0.99) * ms,
         last_socket_median_ms=statistics.median(last_socket) * ms if last_socket else float("nan"),
+        last_socket_p99_ms=percentile(last_socket, 0.99) * ms,
         last_socket_max_ms=max(last_socket) * ms if last_socket else float("nan"),
         lost=lost,
         post_p50_ms=percentile(post_latencies, 0.5) * ms,
         post_p99_ms=percentile(post_latencies, 0.99) * ms,
+        post_max_ms=max(post_latencies) * ms,
         bytes_per_socket_per_event=bytes_per_event,
         server_kib_per_socket=server_kib,
         server_cpu_ms_per_event=None if server_cpu is None else server_cpu * ms,
@@ -306,9 +313,10 @@ def print_result(result: Result) -> None:
     print(
         f"{result.config:<22} N={result.members:<6} servers={result.servers} "
         f"socket p50/p99 {result.socket_p50_ms:7.1f}/{result.socket_p99_ms:7.1f} ms  "
-        f"last socket median/max {result.last_socket_median_ms:7.1f}/"
-        f"{result.last_socket_max_ms:7.1f} ms  lost {result.lost}  "
-        f"POST p50/p99 {result.post_p50_ms:5.1f}/{result.post_p99_ms:5.1f} ms  "
+        f"last socket median/p99/max {result.last_socket_median_ms:7.1f}/"
+        f"{result.last_socket_p99_ms:7.1f}/{result.last_socket_max_ms:7.1f} ms  "
+        f"lost {result.lost}  POST p50/p99/max {result.post_p50_ms:5.1f}/"
+        f"{result.post_p99_ms:5.1f}/{result.post_max_ms:5.1f} ms  "
         f"{result.bytes_per_socket_per_event:.0f} B/socket/event  {kib} KiB/socket  "
         f"server CPU {cpu} ms/event  "
         f"connect all {result.connect_all_s:.1f} s  settled {result.settle_s:.1f} s later  "
@@ -356,7 +364,10 @@ async def run(args: argparse.Namespace) -> list[Result]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")])
-    parser.add_argument("--events", type=int, default=10, help="joins (and as many leaves)")
+    parser.add_argument(
+        "--events", type=int, default=50,
+        help="joins (and as many leaves): 100 changes give a p99 that is not just the maximum",
+    )  # fmt: skip
     parser.add_argument("--compare", action="store_true")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--url", help="measure a running server instead of starting one")
