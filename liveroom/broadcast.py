@@ -158,7 +158,8 @@ def presence_context(presence: RoomPresence | None) -> dict:
 
 
 def broadcast_presence(changes: list[PresenceChange]) -> None:
-    """Show each room's pages who came online or went away, and /rooms/ the new counts."""
+    """Show each room's pages who came online or went away (refresh_room_list, after it, shows
+    /rooms/ the new counts)."""
     sends = []
     for change in changes:
         members = Member.objects.filter(
@@ -183,7 +184,6 @@ def broadcast_presence(changes: list[PresenceChange]) -> None:
             "html": html,
         }
         sends.append((group, message))
-    sends.append((ROOMS_GROUP, {"type": ROOMS_EVENT, "html": render_room_list()}))
     async_to_sync(_send)(sends, change="presence")
 
 

@@ -424,12 +424,13 @@ class Tracker:
 async def announce(changes: list[PresenceChange]) -> None:
     if not changes:
         return
-    from liveroom.broadcast import broadcast_presence  # broadcast reads presence too
+    from liveroom.broadcast import broadcast_presence, refresh_room_list  # they read presence
 
     try:
         await database_sync_to_async(broadcast_presence)(changes)
     except Exception as error:  # the next snapshot of each page shows the truth
         logger.warning("Presence not announced: %s: %s", type(error).__name__, error)
+    await refresh_room_list()  # logs its own failures
 
 
 _trackers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tracker]" = (

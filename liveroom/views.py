@@ -20,7 +20,8 @@ def unsaved_room(slug: str) -> Room:
 
 def find_room(slug: str) -> Room:
     """The room at `slug`; an unsaved one if nobody has joined it yet. 404 for a bad slug."""
-    return Room.objects.filter(slug=slug).first() or unsaved_room(slug)
+    room = unsaved_room(slug)  # a bad slug goes no further than this
+    return Room.objects.filter(slug=slug).first() or room
 
 
 def current_member(request: HttpRequest, room: Room) -> Member | None:
