@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+RUN pip install --require-hashes -r requirements.txt
 COPY liveroom liveroom
 COPY templates templates
 COPY static static
@@ -19,7 +19,4 @@ COPY manage.py .
 RUN useradd --no-create-home --shell /usr/sbin/nologin liveroom
 USER liveroom
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", \
-     "--websocket-max-message-size", "4194304", "--websocket-max-frame-size", "4096", \
-     "--websocket_timeout", "-1", \
-     "liveroom.asgi:application"]
+CMD ["python", "-m", "liveroom.server", "-b", "0.0.0.0", "-p", "8000"]

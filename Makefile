@@ -5,31 +5,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Pages never send frames: daphne drops a client that sends a frame over 4 KiB. The message
-# limit also caps what the app sends (autobahn applies it both ways), so it must hold the
-# largest snapshot (about 100 bytes a member). daphne closes sockets older than a day with
-# 1000, which htmx does not retry: no age limit.
-DAPHNE := $(BIN)/daphne --websocket-max-message-size 4194304 --websocket-max-frame-size 4096 --websocket_timeout -1
+# daphne with liveroom's extensions and limits (liveroom/server/__main__.py), as everywhere else.
+SERVER := $(BIN)/python -m liveroom.server
 # `make test-services` (and CI's second pass) uses these local servers.
 SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/liveroom
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-services bench lint format migrations-check screenshots chromium clean
+.PHONY: run test test-services bench lint lock format migrations-check screenshots chromium clean
 
 $(VENV)/.app: requirements.txt .python-version
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12) and "liveroom needs Python 3.12 or newer (Django 6); found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.txt
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.app requirements-dev.txt
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.app
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --no-input
-	@DEBUG=$${DEBUG-1} MALLOC_ARENA_MAX=2 $(DAPHNE) -b $(HOST) -p $(PORT) liveroom.asgi:application & pid=$$!; \
+	@DEBUG=$${DEBUG-1} MALLOC_ARENA_MAX=2 $(SERVER) -b $(HOST) -p $(PORT) & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null' INT TERM EXIT; \
 	until $(BIN)/python -c 'import urllib.request as u; u.urlopen("http://$(HOST):$(PORT)/room/join/", timeout=1)' 2>/dev/null; do \
 		kill -0 $$pid 2>/dev/null || exit 1; sleep 0.2; \
@@ -58,6 +55,15 @@ chromium:
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+# Recompile the lock files from requirements.in and requirements-dev.in (README: upgrading).
+LOCK := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+lock: $(VENV)/.dev
+	$(LOCK) $(LOCK_ARGS) -o requirements.txt requirements.in
+	$(LOCK) $(LOCK_ARGS) -o requirements-dev.txt requirements-dev.in
 
 format: $(VENV)/.dev
 	$(BIN)/ruff check --fix .

@@ -50,7 +50,7 @@ def main() -> None:
     alice = Visitor()
     if args.bare_daphne:
         server = Daphne(env, work / "server.log")
-        server.command[-1] = "bench.bare_asgi:application"
+        server.command.append("bench.bare_asgi:application")
         server.start()
         client = None
     else:

@@ -2,7 +2,6 @@
 
     python -m bench.fanout                # N = 100, 1,000, 5,000 on one daphne; 10,000 on two
     python -m bench.fanout --sizes 1000 --events 20
-    python -m bench.fanout --compare      # N = 1,000: layers and consumer paths side by side
     python -m bench.fanout --smoke        # N = 20, a few events (run by the test suite)
     python -m bench.fanout --url http://host:8000 --sizes 500   # a server already running
 
@@ -43,8 +42,6 @@ PROBE = re.compile(r"probe-(\d+)-(\d+)")
 @dataclass
 class Config:
     name: str
-    layer: str = "pubsub"
-    fast_forward: bool = True
 
 
 @dataclass
@@ -298,10 +295,6 @@ def start_servers(work: Path, config: Config, count: int) -> tuple[list[Endpoint
     # Production's defaults: pages get heartbeats and presence.
     env.pop("LIVEROOM_HEARTBEAT_SECONDS")
     env.pop("LIVEROOM_PRESENCE")
-    env.update(
-        LIVEROOM_CHANNEL_LAYER=config.layer,
-        LIVEROOM_FAST_FORWARD="1" if config.fast_forward else "0",
-    )
     empty_database(env)
     servers = [Daphne(env, work / f"server-{i}.log").start() for i in range(count)]
     return [Endpoint(server.url, server) for server in servers], servers
@@ -330,17 +323,9 @@ async def run(args: argparse.Namespace) -> list[Result]:
     plan: list[tuple[Config, int, int]]
     if args.smoke:
         plan = [(Config("smoke"), 20, 1)]
-    elif args.compare:
-        size = args.sizes[0] if args.sizes else 1000
-        plan = [
-            (Config("pubsub, room hub"), size, 1),
-            (Config("core, room hub", layer="core"), size, 1),
-            (Config("pubsub, stock consumer", fast_forward=False), size, 1),
-            (Config("core, stock consumer", layer="core", fast_forward=False), size, 1),
-        ]
     else:
         sizes = args.sizes or [100, 1000, 5000, 10000]
-        plan = [(Config("pubsub, room hub"), size, 2 if size >= 10000 else 1) for size in sizes]
+        plan = [(Config("liveroom"), size, 2 if size >= 10000 else 1) for size in sizes]
     if args.url:
         plan = [(config, size, 1) for config, size, _ in plan]
 
@@ -368,7 +353,6 @@ def main() -> None:
         "--events", type=int, default=50,
         help="joins (and as many leaves): 100 changes give a p99 that is not just the maximum",
     )  # fmt: skip
-    parser.add_argument("--compare", action="store_true")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--url", help="measure a running server instead of starting one")
     parser.add_argument(

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from liveroom.models import Member, Room
+from liveroom.rooms.models import Member, Room
 
 
 @admin.register(Member)

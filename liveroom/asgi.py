@@ -1,3 +1,6 @@
+"""Wiring: Django for HTTP (its room messages sent after each response), the live consumers for
+WebSockets. Served by `python -m liveroom.server` (liveroom/server/)."""
+
 import os
 
 from django.conf import settings
@@ -16,12 +19,10 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from liveroom import daphne_server  # noqa: E402
-from liveroom.after_response import sending_after_response  # noqa: E402
+from liveroom.live.after_response import sending_after_response  # noqa: E402
+from liveroom.live.single_process import warn_if_sharing_the_in_memory_layer  # noqa: E402
 from liveroom.routing import websocket_urlpatterns  # noqa: E402
-from liveroom.single_process import warn_if_sharing_the_in_memory_layer  # noqa: E402
 
-daphne_server.configure()
 warn_if_sharing_the_in_memory_layer()
 
 application = ProtocolTypeRouter(

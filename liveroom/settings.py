@@ -89,7 +89,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "liveroom.middleware.DatabaseUnavailableMiddleware",
+    "liveroom.rooms.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "liveroom.urls"
@@ -155,26 +155,13 @@ REDIS_HOST_OPTIONS = {
     "socket_timeout": 5,
 }
 # Pub/sub publishes each room change once, whatever the number of sockets, and has no
-# per-channel capacity that silently drops group messages (see README). "core" is kept
-# selectable for comparison (python -m bench.fanout --compare).
-REDIS_LAYERS = {
-    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
-    "core": "channels_redis.core.RedisChannelLayer",
-}
+# per-channel capacity that silently drops group messages (docs/architecture.md).
 if REDIS_URL:
-    layer = os.environ.get("LIVEROOM_CHANNEL_LAYER", "pubsub")
-    if layer not in REDIS_LAYERS:
-        raise ImproperlyConfigured(f"LIVEROOM_CHANNEL_LAYER must be pubsub or core, got {layer!r}.")
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": REDIS_LAYERS[layer],
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                # The core layer blocks on Redis for up to 5 s at a time: no read timeout there.
-                "hosts": [
-                    REDIS_HOST_OPTIONS
-                    if layer == "pubsub"
-                    else {k: v for k, v in REDIS_HOST_OPTIONS.items() if k != "socket_timeout"}
-                ],
+                "hosts": [REDIS_HOST_OPTIONS],
                 # Lets several deployments (or test runs) share one Redis without crosstalk.
                 "prefix": LIVEROOM_KEY_PREFIX,
             },
@@ -197,7 +184,7 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": LIVEROOM_KEY_PREFIX,
             "OPTIONS": {
-                "pool_class": "liveroom.cache.SharedConnectionPool",
+                "pool_class": "liveroom.rooms.cache.SharedConnectionPool",
                 "socket_connect_timeout": 0.5,
                 "socket_timeout": 0.5,
             },
@@ -210,10 +197,6 @@ else:
 RATE_LIMIT_PER_SESSION = env_rate("RATE_LIMIT_PER_SESSION", "10/60")
 RATE_LIMIT_PER_ADDRESS = env_rate("RATE_LIMIT_PER_ADDRESS", "60/60")
 
-# One subscriber per process hands each room message to the room's pages (liveroom/room_hub.py);
-# off gives the stock path, a channel and a task per page, for comparison
-# (python -m bench.fanout --compare).
-LIVEROOM_FAST_FORWARD = env_bool("LIVEROOM_FAST_FORWARD", default=True)
 # Seconds a view waits for the channel layer before giving up on a broadcast.
 LIVEROOM_BROADCAST_TIMEOUT = env_number("LIVEROOM_BROADCAST_TIMEOUT", 2.0)
 # Seconds between connection-indicator refreshes; 0 turns them off. The page shows
@@ -223,7 +206,7 @@ LIVEROOM_HEARTBEAT_SECONDS = env_number("LIVEROOM_HEARTBEAT_SECONDS", 5.0)
 LIVEROOM_WATCH_INTERVAL = env_number("LIVEROOM_WATCH_INTERVAL", 1.0)
 
 # Presence: a member is online while one of their pages is open on any server process, away
-# otherwise (liveroom/presence.py). Off, pages show membership only.
+# otherwise (liveroom/presence/). Off, pages show membership only.
 LIVEROOM_PRESENCE = env_bool("LIVEROOM_PRESENCE", default=True)
 # Seconds between a member's last page closing and their showing as away: a reload is no visit.
 LIVEROOM_PRESENCE_GRACE_SECONDS = env_number("LIVEROOM_PRESENCE_GRACE_SECONDS", 10.0)

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from liveroom import views
+from liveroom.rooms import views
 
 urlpatterns = [
     path("", views.index, name="index"),

@@ -12,8 +12,8 @@ from django.test import Client
 from playwright.sync_api import Browser, sync_playwright
 from redis import Redis
 
-from liveroom import broadcast, presence
 from liveroom.asgi import application
+from liveroom.presence import stores
 from tests.browsers import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import Daphne, empty_database, server_environment
 
@@ -39,14 +39,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(autouse=True)
 def fresh_process_state(settings) -> Iterator[None]:
-    """Each test starts with nobody online and no member list rendered in this process."""
+    """Each test starts with nobody online. (Its event loop is new: so is its LiveCore, with no
+    cached lists.)"""
     settings.LIVEROOM_KEY_PREFIX = "test-" + uuid.uuid4().hex[:8]  # presence kept in Redis
-    presence.reset()
-    broadcast.forget_member_lists()
+    stores.reset()
     yield
     if settings.REDIS_URL:
         delete_keys(settings.REDIS_URL, settings.LIVEROOM_KEY_PREFIX)
-    presence.reset()
+    stores.reset()
 
 
 def delete_keys(redis_url: str, prefix: str) -> None:
@@ -101,11 +101,18 @@ async def open_socket(
     return communicator
 
 
+async def receive_snapshot(socket: WebsocketCommunicator) -> str:
+    """A page's snapshot as every server sends it: the room's list, then the page's own part."""
+    members = await socket.receive_from()
+    assert members.startswith('<ul id="members"'), members[:100]
+    return members + await socket.receive_from()
+
+
 async def open_room_page(name: str) -> tuple[Client, WebsocketCommunicator]:
     """A new member with an open room page that has had its first list."""
     client = await new_member(name)
     socket = await open_socket(client)
-    await socket.receive_from()
+    await receive_snapshot(socket)
     return client, socket
 
 

@@ -68,15 +68,13 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
-# The same limits as `make run`, the Dockerfile and compose.yaml (tests/test_security.py checks).
-DAPHNE_LIMITS = (
-    "--websocket-max-message-size", "4194304", "--websocket-max-frame-size", "4096",
-    "--websocket_timeout", "-1",
-)  # fmt: skip
+# How `make run`, the Dockerfile and compose.yaml start the server (tests/test_security.py checks).
+SERVER_COMMAND = ("python", "-m", "liveroom.server")
 
 
 class Daphne:
-    """One server process of liveroom.asgi:application; by default `daphne` on a free port."""
+    """One server process of liveroom.asgi:application; by default `python -m liveroom.server`
+    on a free port."""
 
     def __init__(
         self,
@@ -91,8 +89,8 @@ class Daphne:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.command = command or [
-            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-            *DAPHNE_LIMITS, *extra_args, "liveroom.asgi:application",
+            sys.executable, *SERVER_COMMAND[1:], "-b", "127.0.0.1", "-p", str(self.port),
+            *extra_args,
         ]  # fmt: skip
         self.process: subprocess.Popen | None = None
 

@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
 
-from liveroom.after_response import send_after_response, sending_after_response
+from liveroom.live.after_response import send_after_response, sending_after_response
 
 
 def test_outside_a_wrapped_request_a_send_runs_at_once() -> None:

@@ -6,7 +6,7 @@ import time
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
-from liveroom.cache import count_hits
+from liveroom.rooms.cache import count_hits
 
 
 def test_counters_start_at_one_and_count_each_hit_separately() -> None:

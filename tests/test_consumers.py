@@ -8,9 +8,10 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from liveroom.asgi import application
-from liveroom.close_codes import NOT_A_MEMBER, POLICY_VIOLATION
+from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION
+from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
-from tests.conftest import join, new_member, open_socket, socket_headers
+from tests.conftest import join, new_member, open_socket, receive_snapshot, socket_headers
 from tests.htmx_model import RoomPage
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -27,7 +28,7 @@ async def test_a_member_gets_the_whole_list_on_connect() -> None:
     alice = await new_member("Alice")
     await new_member("Bob")
     socket = await open_socket(alice)
-    snapshot = await socket.receive_from()
+    snapshot = await receive_snapshot(socket)
     assert '<ul id="members"' in snapshot
     assert 'hx-swap-oob="true"' in snapshot
     assert snapshot.index("Alice") < snapshot.index("Bob")
@@ -41,7 +42,7 @@ async def test_a_join_posted_over_http_reaches_every_open_socket() -> None:
     bob = await new_member("Bob")
     sockets = [await open_socket(alice), await open_socket(alice), await open_socket(bob)]
     for socket in sockets:
-        await socket.receive_from()  # snapshot
+        await receive_snapshot(socket)
 
     await new_member("Carol")
     carol_id = await member_id("Carol")
@@ -61,7 +62,7 @@ async def test_a_leave_posted_over_http_reaches_every_open_socket() -> None:
     bob = await new_member("Bob")
     bob_id = await member_id("Bob")
     socket = await open_socket(alice)
-    await socket.receive_from()
+    await receive_snapshot(socket)
 
     await sync_to_async(bob.post)("/room/leave/")
     fragment = await socket.receive_from()
@@ -75,7 +76,7 @@ async def test_a_rename_replaces_the_member_in_place() -> None:
     bob = await new_member("Bob")
     bob_id = await member_id("Bob")
     socket = await open_socket(alice)
-    await socket.receive_from()
+    await receive_snapshot(socket)
 
     await sync_to_async(join)(bob, "Robert")
     fragment = await socket.receive_from()
@@ -119,7 +120,7 @@ async def test_a_handshake_without_origin_is_refused() -> None:
 async def test_leaving_in_another_tab_closes_this_tab_with_a_notice() -> None:
     alice = await new_member("Alice")
     socket = await open_socket(alice)
-    await socket.receive_from()
+    await receive_snapshot(socket)
 
     await sync_to_async(alice.post)("/room/leave/")
     notice = await socket.receive_from()
@@ -131,10 +132,10 @@ async def test_leaving_in_another_tab_closes_this_tab_with_a_notice() -> None:
 async def test_renaming_in_another_tab_sends_this_tab_a_fresh_list() -> None:
     alice = await new_member("Alice")
     socket = await open_socket(alice)
-    await socket.receive_from()
+    await receive_snapshot(socket)
 
     await sync_to_async(join)(alice, "Alicia")
-    snapshot = await socket.receive_from()
+    snapshot = await receive_snapshot(socket)
     assert '<strong id="my-name" hx-swap-oob="true">Alicia</strong>' in snapshot
     assert "member--you" in snapshot
     await socket.disconnect()
@@ -143,7 +144,7 @@ async def test_renaming_in_another_tab_sends_this_tab_a_fresh_list() -> None:
 async def test_a_frame_from_the_client_closes_the_socket() -> None:
     alice = await new_member("Alice")
     socket = await open_socket(alice)
-    await socket.receive_from()
+    await receive_snapshot(socket)
     await socket.send_to(text_data=json.dumps({"hello": "there"}))
     assert await socket.receive_output() == {"type": "websocket.close", "code": POLICY_VIOLATION}
 
@@ -156,14 +157,18 @@ async def room_event(version: int, member_id: int, html: str) -> dict:
 async def test_a_repeated_or_old_version_is_not_forwarded_twice() -> None:
     alice = await new_member("Alice")
     socket = await open_socket(alice)
-    await socket.receive_from()
+    await receive_snapshot(socket)
     bob = await new_member("Bob")
     first = await socket.receive_from()
 
     room = await Room.objects.aget(slug=Room.DEFAULT_SLUG)
     layer = get_channel_layer()
-    await layer.group_send(room.group_name, await room_event(room.version, 0, "<p>repeat</p>"))
-    await layer.group_send(room.group_name, await room_event(room.version - 1, 0, "<p>old</p>"))
+    await layer.group_send(
+        room_group(room.slug), await room_event(room.version, 0, "<p>repeat</p>")
+    )
+    await layer.group_send(
+        room_group(room.slug), await room_event(room.version - 1, 0, "<p>old</p>")
+    )
     assert await socket.receive_nothing(timeout=0.3)
     assert "Bob" in first
     await sync_to_async(bob.post)("/room/leave/")
@@ -174,16 +179,15 @@ async def test_a_repeated_or_old_version_is_not_forwarded_twice() -> None:
 async def test_a_gap_in_versions_is_healed_with_a_fresh_list() -> None:
     alice = await new_member("Alice")
     socket = await open_socket(alice)
-    await socket.receive_from()
+    await receive_snapshot(socket)
 
     room = await Room.objects.aget(slug=Room.DEFAULT_SLUG)
     # A change the layer lost: the database moved two versions on, the page saw neither.
     await Member.objects.acreate(room=room, session_key="s" * 32, name="Dana")
     await Room.objects.filter(pk=room.pk).aupdate(version=room.version + 2)
     layer = get_channel_layer()
-    await layer.group_send(room.group_name, await room_event(room.version + 2, 0, "<p>x</p>"))
-    snapshot = await socket.receive_from()
-    assert '<ul id="members"' in snapshot
+    await layer.group_send(room_group(room.slug), await room_event(room.version + 2, 0, "<p>x</p>"))
+    snapshot = await receive_snapshot(socket)
     assert "Dana" in snapshot
     await socket.disconnect()
 
@@ -192,7 +196,7 @@ async def test_every_socket_gets_every_change_in_order() -> None:
     alice = await new_member("Alice")
     sockets = [await open_socket(alice) for _ in range(5)]
     for socket in sockets:
-        await socket.receive_from()
+        await receive_snapshot(socket)
     names = [f"Guest {i}" for i in range(10)]
     for name in names:
         await new_member(name)
@@ -206,7 +210,7 @@ async def test_every_socket_gets_every_change_in_order() -> None:
 async def test_each_change_is_announced_once_for_screen_readers() -> None:
     alice = await new_member("Alice")
     socket = await open_socket(alice)
-    await socket.receive_from()
+    await receive_snapshot(socket)
     bob = await new_member("Bob")
     page = RoomPage()
     page.apply(await socket.receive_from())
@@ -226,7 +230,7 @@ async def test_pages_get_a_heartbeat_that_keeps_the_indicator_live(settings) -> 
     alice = await new_member("Alice")
     socket = await open_socket(alice)
     assert '<p id="connection" class="connection" hx-swap-oob="true">' in (
-        await socket.receive_from()
+        await receive_snapshot(socket)
     )
     heartbeat = await socket.receive_from(timeout=3)
     assert heartbeat.startswith('<p id="connection"')

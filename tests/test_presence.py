@@ -14,10 +14,11 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from liveroom import presence
 from liveroom.asgi import application
+from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
-from tests.conftest import new_member, open_socket, socket_headers
+from liveroom.presence import room_presence, stores
+from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
 from tests.htmx_model import RoomPage
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -36,7 +37,7 @@ async def open_page(
 ) -> tuple[WebsocketCommunicator, RoomPage]:
     socket = await open_socket(client, path=path)
     page = RoomPage()
-    page.apply(await socket.receive_from())
+    page.apply(await receive_snapshot(socket))
     return socket, page
 
 
@@ -120,8 +121,8 @@ async def test_a_late_presence_message_brings_those_members_current_states() -> 
     alice_id = (await Member.objects.aget(name="Alice")).pk
     socket, page = await open_page(alice)
     await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
-    layer, group = get_channel_layer(), Room(slug=Room.DEFAULT_SLUG).group_name
-    sequence = presence.room_presence(Room.DEFAULT_SLUG).sequence
+    layer, group = get_channel_layer(), room_group(Room.DEFAULT_SLUG)
+    sequence = room_presence(Room.DEFAULT_SLUG).sequence
 
     def message(sequence: int, html: str) -> dict:
         return {"type": "room.presence", "group": group, "sequence": sequence,
@@ -189,7 +190,7 @@ async def test_the_idle_command_removes_idle_members_of_every_room(settings) -> 
     await sync_to_async(Client().post)("/room/chess/join/", {"name": "Bob"})
     await sync_to_async(Client().post)("/room/go/join/", {"name": "Carol"})
     carol = await Member.objects.aget(name="Carol")
-    await presence.shared_store().update("go", "some-process", {carol.pk}, set(), ttl=60)
+    await stores.for_reading().update("go", "some-process", {carol.pk}, set(), ttl=60)
     await asyncio.sleep(1.2)
 
     output = StringIO()

@@ -15,9 +15,9 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.test import Client
 
-from liveroom.membership import member_join
 from liveroom.models import Member, Room
-from tests.conftest import USES_SERVICES, join, open_room_page, open_socket
+from liveroom.rooms.membership import member_join
+from tests.conftest import USES_SERVICES, join, open_room_page, open_socket, receive_snapshot
 from tests.htmx_model import RoomPage
 from tests.servers import Daphne, Visitor
 
@@ -122,7 +122,7 @@ async def test_a_join_between_page_render_and_socket_connect_is_in_the_snapshot(
     await sync_to_async(join)(Client(), "Bob")  # lands after the render, before the socket
     socket = await open_socket(alice)
     room_page = RoomPage()
-    room_page.apply(await socket.receive_from())
+    room_page.apply(await receive_snapshot(socket))
     assert room_page.names() == ["Alice", "Bob"]
     await socket.disconnect()
 
@@ -169,6 +169,6 @@ async def test_a_page_that_missed_the_last_change_gets_the_whole_list_soon() -> 
     await Room.objects.filter(pk=room.pk).aupdate(version=room.version + 1)
 
     page = RoomPage()
-    page.apply(await socket.receive_from(timeout=5))  # within two watch intervals
+    page.apply(await socket.receive_from(timeout=5))  # within two watch intervals: the list
     assert page.names() == ["Alice", "Dana"]
     await socket.disconnect()

@@ -9,11 +9,11 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from liveroom import broadcast
 from liveroom.asgi import application
-from liveroom.close_codes import NOT_A_MEMBER
+from liveroom.live.close_codes import NOT_A_MEMBER
+from liveroom.live.publish import RoomListRefresh
 from liveroom.models import Member
-from tests.conftest import open_socket, socket_headers
+from tests.conftest import open_socket, receive_snapshot, socket_headers
 
 
 def names_on(page_html: str) -> list[str]:
@@ -90,9 +90,9 @@ async def test_a_change_in_one_room_reaches_only_that_rooms_pages() -> None:
     await sync_to_async(alice.post)("/room/join/", {"name": "Alice in the lobby"})
     club = WebsocketCommunicator(application, "/ws/room/book-club/", headers=socket_headers(alice))
     assert (await club.connect())[0]
-    assert names_on(await club.receive_from()) == ["Alice", "Alice"]  # the list, then "you"
+    assert names_on(await receive_snapshot(club)) == ["Alice", "Alice"]  # the list, then "you"
     lobby = await open_socket(alice)
-    assert "Alice in the lobby" in await lobby.receive_from()
+    assert "Alice in the lobby" in await receive_snapshot(lobby)
 
     await sync_to_async(join_room)(Client(), "book-club", "Bob")
     assert "Bob" in await club.receive_from()
@@ -130,35 +130,37 @@ async def test_the_rooms_page_updates_its_counts_live() -> None:
     await page.disconnect()
 
 
-@pytest.mark.django_db  # the refresh runs like any database work from async code
+@pytest.mark.django_db  # the render runs like any database work from async code
 @pytest.mark.asyncio
-async def test_a_burst_of_changes_renders_the_rooms_list_once(monkeypatch) -> None:
+async def test_a_burst_of_changes_renders_the_rooms_list_once() -> None:
     renders, sent = [], []
-    monkeypatch.setattr(broadcast, "render_room_list", lambda: renders.append(1) or "list")
-    monkeypatch.setattr(broadcast, "_send", lambda sends, **context: record(sent, sends))
-
-    await asyncio.gather(*(broadcast.refresh_room_list() for _ in range(10)))
+    refresh = RoomListRefresh(
+        render=lambda: renders.append(1) or "list", send=lambda *message, **_: record(sent, message)
+    )
+    await asyncio.gather(*(refresh.refresh() for _ in range(10)))
     assert (len(renders), len(sent)) == (1, 1)  # every change waited for that one list
 
 
 @pytest.mark.django_db
 @pytest.mark.asyncio
-async def test_a_change_during_a_render_of_the_rooms_list_gets_a_fresh_one(monkeypatch) -> None:
+async def test_a_change_during_a_render_of_the_rooms_list_gets_a_fresh_one() -> None:
     renders, sent = [], []
 
     def render_while_a_change_lands() -> str:
         renders.append(1)
         if len(renders) == 1:  # read before the change: stale once sent
-            asyncio.run_coroutine_threadsafe(broadcast.refresh_room_list(), loop)
+            asyncio.run_coroutine_threadsafe(refresh.refresh(), loop)
             time.sleep(0.1)  # the change marks the list stale meanwhile
         return f"list {len(renders)}"
 
     loop = asyncio.get_running_loop()
-    monkeypatch.setattr(broadcast, "render_room_list", render_while_a_change_lands)
-    monkeypatch.setattr(broadcast, "_send", lambda sends, **context: record(sent, sends))
-    await broadcast.refresh_room_list()
-    assert [message["html"] for ((_, message),) in sent] == ["list 1", "list 2"]
+    refresh = RoomListRefresh(
+        render=render_while_a_change_lands, send=lambda *message, **_: record(sent, message)
+    )
+    await refresh.refresh()
+    assert [message["html"] for (_, message) in sent] == ["list 1", "list 2"]
 
 
-async def record(sent: list, sends: list) -> None:
-    sent.append(sends)
+async def record(sent: list, message: tuple) -> bool:
+    sent.append(message)
+    return True

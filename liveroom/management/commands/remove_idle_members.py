@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from liveroom.idle import remove_idle_members
+from liveroom.rooms.idle import remove_idle_members
 
 
 class Command(BaseCommand):

@@ -10,9 +10,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from liveroom.membership import member_leave
-from liveroom.models import Member, Room
 from liveroom.presence import room_presence
+from liveroom.rooms.membership import member_leave
+from liveroom.rooms.models import Member, Room
 
 
 def remove_idle_members(room: Room | None = None) -> int:

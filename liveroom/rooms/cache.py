@@ -15,12 +15,12 @@ class SharedConnectionPool(redis.ConnectionPool):
     """The first client's pool for a URL serves every later one (their options all come from
     the same CACHES setting)."""
 
-    _pools: dict[str, redis.ConnectionPool] = {}
-    _lock = threading.Lock()
+    _pools: dict[str, "SharedConnectionPool"] = {}
+    _pools_lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, **options) -> redis.ConnectionPool:
-        with cls._lock:
+    def from_url(cls, url: str, **options) -> "SharedConnectionPool":
+        with cls._pools_lock:
             if url not in cls._pools:
                 cls._pools[url] = super().from_url(url, **options)
             return cls._pools[url]

@@ -2,13 +2,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from liveroom.broadcast import presence_context, rooms_with_members
-from liveroom.forms import JoinForm
-from liveroom.idle import remove_idle_members
-from liveroom.membership import member_join, member_leave
-from liveroom.models import Member, Room
 from liveroom.presence import room_presence
-from liveroom.ratelimit import limit_membership_changes
+from liveroom.rooms.forms import JoinForm
+from liveroom.rooms.fragments import presence_context, rooms_with_members
+from liveroom.rooms.idle import remove_idle_members
+from liveroom.rooms.membership import member_join, member_leave
+from liveroom.rooms.models import Member, Room
+from liveroom.rooms.ratelimit import limit_membership_changes
 
 
 def unsaved_room(slug: str) -> Room:
@@ -71,7 +71,9 @@ def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
         request.session.create()
     remove_idle_members(room)
     name = form.cleaned_data["name"]
-    member_join(room_slug=room.slug, session_key=request.session.session_key, name=name)
+    session_key = request.session.session_key
+    assert session_key is not None  # just created if it was missing
+    member_join(room_slug=room.slug, session_key=session_key, name=name)
     return redirect(room.url())
 
 

@@ -2,15 +2,15 @@
 
 Each change finds the room's row and locks it in one statement, so changes in one room happen one
 at a time (no race on the one-membership-per-session rule), bumps the room version, and is
-broadcast after commit.
+announced after commit with the `room_changed` signal.
 """
 
 from functools import partial
 
 from django.db import transaction
 
-from liveroom.broadcast import broadcast_change
-from liveroom.models import Member, Room
+from liveroom.rooms.models import Member, Room
+from liveroom.rooms.signals import room_changed
 
 
 def member_join(*, room_slug: str, session_key: str, name: str) -> Member:
@@ -33,8 +33,8 @@ def member_leave(*, room_slug: str, session_key: str) -> bool:
     """Remove the session's own membership; returns whether there was one."""
     with transaction.atomic():
         room = Room.objects.select_for_update().filter(slug=room_slug).first()
-        member = room and room.members.filter(session_key=session_key).first()
-        if member is None:
+        member = room.members.filter(session_key=session_key).first() if room else None
+        if room is None or member is None:
             return False
         member_id = member.pk
         member.delete()
@@ -49,7 +49,8 @@ def _record_change(room: Room, member: Member, change: str, previous_name: str =
     count = room.members.count()
     transaction.on_commit(
         partial(
-            broadcast_change,
+            room_changed.send_robust,
+            sender=Member,
             room=room,
             version=room.version,
             member=member,

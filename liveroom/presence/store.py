@@ -1,9 +1,4 @@
-"""Presence: which members have a page open right now, on any server process.
-
-Membership lives in the database; presence is live. Each process counts its own open pages per
-member (several tabs are one member) and tells a shared store only what changed, in batches: a
-member's first page here opening, or their last one here staying closed for the grace period
-(LIVEROOM_PRESENCE_GRACE_SECONDS), so a reload is no visit.
+"""Where presence is kept: which processes have each member of a room online.
 
 The store (Redis when REDIS_URL is set, this process's memory otherwise) keeps, per room, which
 processes have each member online. Each entry expires unless its process renews it; a process
@@ -15,28 +10,18 @@ Every change of a room's presence bumps the room's presence sequence: pages use 
 late message (several processes publish) from a new one.
 """
 
-import asyncio
 import logging
 import threading
 import time
-import uuid
-import weakref
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import redis
-from channels.db import database_sync_to_async
 from django.conf import settings
 from redis import asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 logger = logging.getLogger(__name__)
-
-# Seconds a process gathers presence changes before writing and announcing them together: at
-# least BATCH_SECONDS, and longer with many pages open here, since each announcement goes to
-# every page of the room (a second per 1,000 pages, up to MAX_BATCH_SECONDS).
-BATCH_SECONDS = 0.1
-MAX_BATCH_SECONDS = 5.0
-PAGES_PER_BATCH_SECOND = 1000
 
 
 @dataclass(frozen=True)
@@ -114,6 +99,9 @@ class LocalStore:
     def online_counts(self, room_slugs: list[str]) -> dict[str, int]:
         with self.lock:
             return {slug: len(+self.counts[slug]) for slug in room_slugs}
+
+    async def aclose(self) -> None:
+        """Nothing to close: the store is this process's memory."""
 
     def _decrement(self, room_slug: str, member: int) -> list[int]:
         counts = self.counts[room_slug]
@@ -204,7 +192,7 @@ class RedisStore:
         self.prefix = f"{prefix}:presence:"
         self._reader: redis.Redis | None = None
         self._writer: aioredis.Redis | None = None
-        self._scripts = None
+        self._scripts: tuple[AsyncScript, AsyncScript] | None = None
         # Each room's presence as last read: every page connecting reads it, and a big room's
         # online set is fetched again only when its sequence moved.
         self.latest: dict[str, RoomPresence] = {}
@@ -218,7 +206,7 @@ class RedisStore:
             )
         return self._reader
 
-    def scripts(self):
+    def scripts(self) -> tuple[AsyncScript, AsyncScript]:
         """The update and sweep scripts, on the client for the event loop (one store per loop)."""
         if self._scripts is None:
             writer = aioredis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
@@ -237,7 +225,7 @@ class RedisStore:
         self, room_slug: str, process: str, arriving: set[int], leaving: set[int], ttl: float
     ) -> PresenceChange | None:
         update, _ = self.scripts()
-        args = [room_slug, process, ttl, len(arriving), *arriving, *leaving]
+        args: list[str | float] = [room_slug, process, ttl, len(arriving), *arriving, *leaving]
         result = await update(keys=self.keys(room_slug), args=args)
         if not result:
             return None
@@ -266,7 +254,9 @@ class RedisStore:
         if cached and cached.sequence == int(self.reader.get(sequence) or 0):
             return cached
         with self.reader.pipeline(transaction=True) as pipe:
-            found_sequence, members = pipe.get(sequence).hkeys(counts).execute()
+            pipe.get(sequence)
+            pipe.hkeys(counts)
+            found_sequence, members = pipe.execute()
         presence = RoomPresence(int(found_sequence or 0), frozenset(int(m) for m in members))
         self.latest[room_slug] = presence
         return presence
@@ -282,28 +272,42 @@ class RedisStore:
             await self._writer.aclose()
 
 
-def new_store() -> LocalStore | RedisStore:
+Store = LocalStore | RedisStore
+
+
+def new_store() -> Store:
     if settings.REDIS_URL:
         return RedisStore(settings.REDIS_URL, settings.LIVEROOM_KEY_PREFIX)
     return LocalStore()
 
 
-_shared_store: LocalStore | RedisStore | None = None
+class Stores:
+    """The one owner of this process's presence stores: the store views and snapshots read
+    (from any thread), and a store for each event loop's tracker to write to. In-process the
+    two are one; with Redis each loop writes through a client of its own."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.shared: Store | None = None
+
+    def for_reading(self) -> Store:
+        with self.lock:
+            if self.shared is None:
+                self.shared = new_store()
+            return self.shared
+
+    def for_writing(self) -> Store:
+        """A store for one event loop's tracker."""
+        shared = self.for_reading()
+        return shared if isinstance(shared, LocalStore) else new_store()
+
+    def reset(self) -> None:
+        """Forget all presence kept in this process (tests start each from nothing)."""
+        with self.lock:
+            self.shared = None
 
 
-def shared_store() -> LocalStore | RedisStore:
-    """The store for reads (and, in-process, for writes too)."""
-    global _shared_store
-    if _shared_store is None:
-        _shared_store = new_store()
-    return _shared_store
-
-
-def reset() -> None:
-    """Forget all presence kept in this process (tests start each from nothing)."""
-    global _shared_store
-    _shared_store = None
-    _trackers.clear()
+stores = Stores()
 
 
 def room_presence(room_slug: str) -> RoomPresence:
@@ -311,7 +315,7 @@ def room_presence(room_slug: str) -> RoomPresence:
     if not settings.LIVEROOM_PRESENCE:
         return NO_PRESENCE
     try:
-        return shared_store().read(room_slug)
+        return stores.for_reading().read(room_slug)
     except redis.RedisError as error:
         logger.warning("Presence unavailable: %s: %s", type(error).__name__, error)
         return NO_PRESENCE
@@ -321,127 +325,7 @@ def online_counts(room_slugs: list[str]) -> dict[str, int]:
     if not settings.LIVEROOM_PRESENCE:
         return {}
     try:
-        return shared_store().online_counts(room_slugs)
+        return stores.for_reading().online_counts(room_slugs)
     except redis.RedisError as error:
         logger.warning("Presence unavailable: %s: %s", type(error).__name__, error)
         return {}
-
-
-class Tracker:
-    """This process's open pages per member, and what it has told the store of them."""
-
-    def __init__(self, store: LocalStore | RedisStore) -> None:
-        self.store = store
-        self.process = uuid.uuid4().hex[:12]
-        self.loop = asyncio.get_running_loop()
-        self.pages: Counter[tuple[str, int]] = Counter()
-        self.page_count = 0
-        self.closing: dict[tuple[str, int], float] = {}  # last page closed: until when to wait
-        self.told: dict[str, set[int]] = {}  # per room, the members the store has from here
-        self.flush_timer: asyncio.TimerHandle | None = None
-        self.flush_lock = asyncio.Lock()
-        self.tasks: set[asyncio.Task] = set()
-        self.spawn(self.keep_fresh())
-
-    def page_opened(self, room_slug: str, member_id: int) -> None:
-        key = (room_slug, member_id)
-        self.pages[key] += 1
-        self.page_count += 1
-        self.closing.pop(key, None)
-        self.schedule_flush()
-
-    def page_closed(self, room_slug: str, member_id: int) -> None:
-        key = (room_slug, member_id)
-        self.pages[key] -= 1
-        self.page_count -= 1
-        if self.pages[key] > 0:
-            return
-        del self.pages[key]
-        grace = settings.LIVEROOM_PRESENCE_GRACE_SECONDS
-        self.closing[key] = self.loop.time() + grace
-        self.loop.call_later(grace, self.schedule_flush)
-
-    def schedule_flush(self) -> None:
-        if self.flush_timer is None:
-            by_pages = self.page_count / PAGES_PER_BATCH_SECOND
-            delay = min(MAX_BATCH_SECONDS, max(BATCH_SECONDS, by_pages))
-            self.flush_timer = self.loop.call_later(delay, self._start_flush)
-
-    def _start_flush(self) -> None:
-        self.flush_timer = None
-        self.spawn(self.flush())
-
-    def spawn(self, coroutine) -> None:
-        task = self.loop.create_task(coroutine)
-        self.tasks.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self.tasks.discard)
-
-    def wanted(self) -> dict[str, set[int]]:
-        """Per room, the members this process has online, counting those in their grace."""
-        now = self.loop.time()
-        for key in [key for key, until in self.closing.items() if until <= now]:
-            del self.closing[key]
-        wanted: dict[str, set[int]] = defaultdict(set)
-        for room_slug, member_id in [*self.pages, *self.closing]:
-            wanted[room_slug].add(member_id)
-        return wanted
-
-    async def flush(self, *, renew: bool = False) -> None:
-        """Tell the store what changed here (everything, to renew), and announce the result."""
-        ttl = settings.LIVEROOM_PRESENCE_EXPIRY_SECONDS * 3 / 4
-        async with self.flush_lock:
-            wanted, changes = self.wanted(), []
-            for room_slug in wanted.keys() | self.told.keys():
-                want, told = wanted.get(room_slug, set()), self.told.get(room_slug, set())
-                arriving = want if renew else want - told
-                if not arriving and not told - want:
-                    continue
-                try:
-                    change = await self.store.update(
-                        room_slug, self.process, arriving, told - want, ttl
-                    )
-                except Exception as error:  # retried at the next change or renewal
-                    logger.warning("Presence not saved: %s: %s", type(error).__name__, error)
-                    continue
-                self.told[room_slug] = want
-                if change is not None:
-                    changes.append(change)
-            self.told = {room_slug: told for room_slug, told in self.told.items() if told}
-        await announce(changes)
-
-    async def keep_fresh(self) -> None:
-        """Renew this process's entries and sweep away those of processes that died."""
-        period = settings.LIVEROOM_PRESENCE_EXPIRY_SECONDS / 4
-        while True:
-            await asyncio.sleep(period)
-            await self.flush(renew=True)
-            try:
-                await announce(await self.store.sweep())
-            except Exception as error:
-                logger.warning("Presence sweep failed: %s: %s", type(error).__name__, error)
-
-
-async def announce(changes: list[PresenceChange]) -> None:
-    if not changes:
-        return
-    from liveroom.broadcast import broadcast_presence, refresh_room_list  # they read presence
-
-    try:
-        await database_sync_to_async(broadcast_presence)(changes)
-    except Exception as error:  # the next snapshot of each page shows the truth
-        logger.warning("Presence not announced: %s: %s", type(error).__name__, error)
-    await refresh_room_list()  # logs its own failures
-
-
-_trackers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tracker]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def tracker() -> Tracker:
-    """This process's tracker, for the running event loop."""
-    loop = asyncio.get_running_loop()
-    if loop not in _trackers:
-        store = shared_store() if isinstance(shared_store(), LocalStore) else new_store()
-        _trackers[loop] = Tracker(store)
-    return _trackers[loop]

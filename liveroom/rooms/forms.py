@@ -2,7 +2,7 @@ import unicodedata
 
 from django import forms
 
-from liveroom.models import Member
+from liveroom.rooms.models import Member
 
 
 def is_invisible(char: str) -> bool:

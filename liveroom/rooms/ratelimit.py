@@ -13,7 +13,7 @@ from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from liveroom.cache import count_hits
+from liveroom.rooms.cache import count_hits
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class LiveroomConfig(AppConfig):
+    name = "liveroom"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # The domain announces changes; the live transport publishes them.
+        from liveroom.live.receivers import on_room_changed
+        from liveroom.rooms.signals import room_changed
+
+        room_changed.connect(on_room_changed, dispatch_uid="liveroom.live.publish")

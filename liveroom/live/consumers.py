@@ -1,0 +1,198 @@
+"""The sockets of room pages and of /rooms/.
+
+A page has no channel of its own: the process's LiveCore (liveroom/live/core.py) hands it its
+group's messages. Every write goes through the page's socket as a frame (liveroom/live/sockets.py).
+"""
+
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import DatabaseError
+from django.http.cookie import parse_cookie
+
+from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
+from liveroom.live.core import live_core
+from liveroom.live.messages import PRESENCE_EVENT, ROOMS_GROUP, Message, room_group
+from liveroom.live.page import FORWARD, Decision, PageState
+from liveroom.live.sockets import AsgiSocket, socket_for, text_frame
+from liveroom.rooms import fragments
+from liveroom.rooms.models import Room
+
+logger = logging.getLogger(__name__)
+
+
+def session_key_of(scope: dict) -> str:
+    """The session key from the page's cookie ("" without one). A page needs only the key, to
+    find its membership; a session object and middleware per socket would cost memory."""
+    cookie = "; ".join(
+        value.decode("latin1") for name, value in scope["headers"] if name == b"cookie"
+    )
+    return parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME, "")
+
+
+class LivePage(AsyncWebsocketConsumer):
+    """What room pages and /rooms/ pages share: no channel, a socket, a place in the LiveCore."""
+
+    channel_layer_alias = None  # the LiveCore hands the page its messages
+    group_name: str
+    room_slug: str | None = None
+    opened = False  # registered with the LiveCore
+
+    async def websocket_connect(self, message: dict) -> None:
+        self.socket = socket_for(self.scope, self.base_send)
+        self.core = live_core()
+        await super().websocket_connect(message)
+
+    async def open(self) -> bool:
+        """Join the LiveCore; False (and the page asked to retry) if the layer is down."""
+        try:
+            await self.core.open(self)
+        except Exception as error:
+            logger.warning(
+                "Channel layer unavailable, page asked to retry: %s: %s",
+                type(error).__name__, error,
+            )  # fmt: skip
+            await self.close(code=TRY_AGAIN_LATER)
+            return False
+        self.opened = True
+        return True
+
+    def write(self, html: str) -> None:
+        self.socket.send(text_frame(html))
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if isinstance(self.socket, AsgiSocket):
+            await self.socket.drain()  # what was written goes out before the close
+        await super().close(code=code, reason=reason)
+
+    async def disconnect(self, code: int) -> None:
+        if self.opened:
+            self.core.close(self)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Pages only listen; a client that talks is not one of ours.
+        await self.close(code=POLICY_VIOLATION)
+
+
+class RoomConsumer(LivePage):
+    """One room page: a snapshot on connect, then each change's HTML."""
+
+    async def connect(self) -> None:
+        self.room_slug = self.scope["url_route"]["kwargs"].get("slug", Room.DEFAULT_SLUG)
+        self.group_name = room_group(self.room_slug)
+        self.state = PageState()
+        self.session_key = session_key_of(self.scope)
+        # Accept before refusing: a refused handshake reaches the browser as 1006, which htmx
+        # retries; an accepted socket closed with NOT_A_MEMBER is not retried.
+        await self.accept()
+        if not self.session_key or not Room.is_valid_slug(self.room_slug):
+            await self.close(code=NOT_A_MEMBER)
+            return
+        # In the group before the snapshot is read, so no change can fall in between.
+        if not await self.open():
+            return
+        await self.send_snapshot(first=True)
+        if self.state.member_id is None:
+            return  # closed: not a member, or the database is down
+        for message in self.state.release_waiting():  # versions keep them right in any order
+            await self.handle(message)
+        self.socket.forget_handshake()  # the page's cookie was all it needed of its headers
+        self.core.watch(self)
+
+    @property
+    def member_id(self) -> int | None:
+        return self.state.member_id
+
+    @property
+    def version(self) -> int:
+        return self.state.version
+
+    @property
+    def ready(self) -> bool:
+        return self.state.waiting is None
+
+    def triage(self, message: Message) -> Decision:
+        return self.state.triage(message)
+
+    async def handle(self, message: Message) -> None:
+        match self.triage(message):
+            case Decision.FORWARD:
+                self.write(message["html"])
+            case Decision.HANDLE if message["type"] == PRESENCE_EVENT:
+                # Late: its states may be older than what the page shows. The store's current
+                # states of the same members are newer than any message.
+                html = await database_sync_to_async(fragments.render_presence_now)(
+                    room_slug=self.room_slug, member_ids=message["members"]
+                )
+                self.write(html)
+            case Decision.HANDLE if message["type"] == "room.change":
+                if message["member_id"] == self.member_id:
+                    await self.own_membership_changed(left=message["left"])
+                else:
+                    await self.send_snapshot()
+
+    async def own_membership_changed(self, *, left: bool) -> None:
+        if left:
+            assert self.room_slug is not None
+            self.write(fragments.render_left_notice(self.room_slug))
+            await self.close(code=NOT_A_MEMBER)
+        else:
+            # A rename from another tab: the snapshot marks this member as "you" again.
+            await self.send_snapshot()
+
+    async def send_snapshot(self, *, first: bool = False) -> None:
+        """The whole list (framed once for every page of the room at this version), then this
+        page's own part. The first one also checks that the session is still live."""
+        try:
+            snapshot = await self.core.snapshot(self, self.session_key, check_session=first)
+        except DatabaseError as error:
+            logger.warning("Database unavailable for a snapshot, page asked to retry: %s", error)
+            await self.close(code=TRY_AGAIN_LATER)
+            return
+        if snapshot is None:
+            await self.close(code=NOT_A_MEMBER)
+            return
+        if not self.state.shown(
+            member_id=snapshot.member_id,
+            version=snapshot.version,
+            presence_sequence=snapshot.presence_sequence,
+        ):
+            return  # read before a change this page has already shown
+        assert self.room_slug is not None
+        self.socket.send(self.core.list_frame(self.room_slug, snapshot.members_html))
+        self.write(snapshot.own_html)
+
+
+class RoomsConsumer(LivePage):
+    """Keeps /rooms/ current: the list on connect, then the list again after each change."""
+
+    group_name = ROOMS_GROUP
+    member_id = None
+    version = 0
+    ready = True
+
+    async def connect(self) -> None:
+        await self.accept()
+        if not await self.open():
+            return
+        try:
+            html = await database_sync_to_async(fragments.render_room_list)()
+        except Exception as error:
+            logger.warning("Rooms page asked to retry: %s: %s", type(error).__name__, error)
+            await self.close(code=TRY_AGAIN_LATER)
+            return
+        if settings.LIVEROOM_PRESENCE:
+            self.core.presence_tracker()  # this process sweeps away the members of dead ones
+        self.write(html)
+        self.socket.forget_handshake()
+
+    def triage(self, message: Message) -> Decision:
+        return FORWARD
+
+    async def handle(self, message: Message) -> None:
+        self.write(message["html"])
+
+    async def send_snapshot(self) -> None:
+        """The list is whole in every message: nothing to catch up."""

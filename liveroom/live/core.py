@@ -1,0 +1,377 @@
+"""One LiveCore per process (per event loop): the owner of everything live there.
+
+- The open pages, in one registry (group -> pages), registered by the consumers' connect and
+  forgotten by their disconnect.
+- The subscription: one channel-layer channel, in the group of every room with pages here, and
+  one task that hands each message to the group's pages in one pass: framed once, written to
+  each socket. A page that needs more than a forward is handled in a task of its own.
+- The watch: every LIVEROOM_WATCH_INTERVAL seconds, pages behind the database get a fresh
+  snapshot, Redis is checked (pages are asked to reconnect when it went away or was replaced),
+  group memberships are renewed before any layer can expire them, and heartbeats go out.
+- Presence counting (a Tracker) and what it reports: rendered per room and published.
+- The cached member lists and their frames: one per room with pages here, gone with its last.
+
+Its tasks are supervised: a message that fails is logged and the other pages still get it; a
+task that dies is logged, counted and started again. Nothing here waits on the event loop from
+a worker thread: database work runs in threads, publishing stays on the loop.
+"""
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
+from django.db import DatabaseError
+
+from liveroom.live import publish
+from liveroom.live.messages import (
+    PRESENCE_EVENT,
+    Message,
+    RoomPresenceChange,
+    room_group,
+)
+from liveroom.live.page import FORWARD, HANDLE, Page
+from liveroom.live.redis_check import RedisCheck
+from liveroom.live.sockets import text_frame
+from liveroom.presence import PresenceChange, stores
+from liveroom.presence.tracker import Tracker
+from liveroom.rooms import fragments
+from liveroom.rooms.models import Room
+
+logger = logging.getLogger(__name__)
+
+PASS_SECONDS = 0.0003  # of sending before a delivery pass yields to the event loop
+RESTART_SECONDS = 1.0  # before a task that died is started again
+
+Run = Callable[[], Coroutine[Any, Any, None]]
+
+
+class LiveCore:
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.layer: BaseChannelLayer = get_channel_layer()
+        self.groups: dict[str, set[Page]] = {}  # every open page here, by group
+        self.present: dict[Page, tuple[str, int]] = {}  # counted by the tracker: room, member
+        self.channel: str | None = None
+        self.subscribed: dict[str, float] = {}  # group -> when it was last added
+        self.subscription_lock = asyncio.Lock()
+        self.member_lists: dict[str, fragments.MemberList] = {}
+        self.list_frames: dict[str, tuple[str, bytes]] = {}
+        self.tracker: Tracker | None = None
+        self.room_list = publish.RoomListRefresh()
+        self.tasks: dict[str, asyncio.Task] = {}  # supervised, by name
+        self.restarts: Counter[str] = Counter()
+        self.failed_deliveries = 0
+        self.handlers: set[asyncio.Task] = set()  # one-off work for single pages
+        self.closed = False
+
+    # The registry
+
+    async def open(self, page: Page) -> None:
+        """Start handing `page` the messages of its group. Raises if the channel layer does not
+        take the subscription within LIVEROOM_BROADCAST_TIMEOUT."""
+        group = page.group_name
+        self.groups.setdefault(group, set()).add(page)
+        try:
+            await asyncio.wait_for(self.subscribe(group), settings.LIVEROOM_BROADCAST_TIMEOUT)
+        except BaseException:
+            self.close(page)
+            raise
+        self.supervise("room messages", self.receive)
+
+    def watch(self, page: Page) -> None:
+        """`page` has its first list: watch it, and count it as its member's (room pages)."""
+        self.supervise("watch", self.run_watch)
+        if settings.LIVEROOM_PRESENCE and page.room_slug is not None and page.member_id:
+            self.present[page] = (page.room_slug, page.member_id)
+            self.presence_tracker().page_opened(page.room_slug, page.member_id)
+
+    def close(self, page: Page) -> None:
+        """Forget `page`; a room's last page here takes its cached lists and subscription."""
+        if (counted := self.present.pop(page, None)) and self.tracker is not None:
+            self.tracker.page_closed(*counted)
+        group = page.group_name
+        pages = self.groups.get(group)
+        if pages is None or page not in pages:
+            return
+        pages.discard(page)
+        if pages:
+            return
+        del self.groups[group]
+        if page.room_slug is not None:
+            self.member_lists.pop(page.room_slug, None)
+            self.list_frames.pop(page.room_slug, None)
+        self.spawn(self.unsubscribe_if_unused(group))
+
+    def room_pages(self) -> list[Page]:
+        """The room pages that have their first list."""
+        return [
+            page
+            for pages in self.groups.values()
+            for page in pages
+            if page.room_slug is not None and page.ready
+        ]
+
+    # The subscription
+
+    async def subscribe(self, group: str) -> None:
+        async with self.subscription_lock:
+            if self.channel is None:
+                self.channel = await self.layer.new_channel()
+            if group not in self.subscribed:
+                await self.layer.group_add(group, self.channel)
+                self.subscribed[group] = time.monotonic()
+
+    async def unsubscribe_if_unused(self, group: str) -> None:
+        async with self.subscription_lock:
+            if group in self.groups or group not in self.subscribed:
+                return  # a page of the room came back meanwhile
+            del self.subscribed[group]
+            try:
+                await asyncio.wait_for(
+                    self.layer.group_discard(group, self.channel),
+                    settings.LIVEROOM_BROADCAST_TIMEOUT,
+                )
+            except Exception as error:
+                logger.info("Left group %s while the layer is down: %s", group, error)
+
+    async def renew_subscriptions(self) -> None:
+        """Add this process's channel to its groups again before the layer's group expiry
+        (the in-memory layer forgets members after it) could drop it."""
+        expiry = getattr(self.layer, "group_expiry", None)
+        if not expiry or self.channel is None:
+            return
+        due = time.monotonic() - expiry / 3
+        for group in [group for group, added in self.subscribed.items() if added <= due]:
+            async with self.subscription_lock:
+                if group in self.subscribed:
+                    await self.layer.group_add(group, self.channel)
+                    self.subscribed[group] = time.monotonic()
+
+    async def receive(self) -> None:
+        assert self.channel is not None
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except Exception as error:  # the layer reconnects by itself
+                logger.warning("Room messages unavailable: %s: %s", type(error).__name__, error)
+                await asyncio.sleep(1)
+                continue
+            await self.deliver(message)
+
+    async def deliver(self, message: Message) -> None:
+        """Hand `message` to every page of its group; one page's failure is not another's."""
+        pages = list(self.groups.get(message["group"], ()))
+        frame = None  # framed at most once, for every page that forwards it as is
+        late: list[Page] = []
+        next_yield = time.perf_counter() + PASS_SECONDS
+        for page in pages:
+            try:
+                decision = page.triage(message)
+                if decision is FORWARD:
+                    frame = frame or text_frame(message["html"])
+                    page.socket.send(frame)
+                elif decision is HANDLE and message["type"] == PRESENCE_EVENT:
+                    late.append(page)
+                elif decision is HANDLE:
+                    self.spawn(page.handle(message))
+            except Exception:
+                self.failed_deliveries += 1
+                logger.exception("A %s message was not delivered to one page", message["type"])
+            if time.perf_counter() >= next_yield:
+                await asyncio.sleep(0)
+                next_yield = time.perf_counter() + PASS_SECONDS
+        if late and message["type"] == PRESENCE_EVENT:
+            self.spawn(self.send_presence_now(message["members"], late))
+
+    async def send_presence_now(self, member_ids: list[int], pages: list[Page]) -> None:
+        """A late presence message (processes publish independently) may be older than what
+        pages show: send them those members' current states instead, rendered once."""
+        html = await database_sync_to_async(fragments.render_presence_now)(
+            room_slug=pages[0].room_slug, member_ids=member_ids
+        )
+        self.send_to_each(pages, text_frame(html))
+
+    @staticmethod
+    def send_to_each(pages: list[Page], frame: bytes) -> None:
+        for page in pages:
+            page.socket.send(frame)
+
+    # Snapshots and the lists they share
+
+    async def snapshot(
+        self, page: Page, session_key: str, *, check_session: bool
+    ) -> fragments.Snapshot | None:
+        """The room as `page`'s member sees it now, from this room's cached list while the
+        room's version is the same."""
+        room_slug = page.room_slug
+        assert room_slug is not None
+        snapshot = await database_sync_to_async(fragments.snapshot)(
+            room_slug=room_slug,
+            session_key=session_key,
+            cached=self.member_lists.get(room_slug),
+            check_session=check_session,
+        )
+        if snapshot is not None and page.group_name in self.groups:  # the room still has pages
+            self.member_lists[room_slug] = snapshot.member_list
+        return snapshot
+
+    def list_frame(self, room_slug: str, members_html: str) -> bytes:
+        """The frame of a room's list, made once for every page that gets it while it stays
+        current (MemberList keeps one string per version and presence: same string, same list)."""
+        cached = self.list_frames.get(room_slug)
+        if cached is None or cached[0] is not members_html:
+            cached = (members_html, text_frame(members_html))
+            if room_group(room_slug) in self.groups:
+                self.list_frames[room_slug] = cached
+        return cached[1]
+
+    # The watch
+
+    async def run_watch(self) -> None:
+        """Runs while this process has room pages; the next page starts it again."""
+        interval = settings.LIVEROOM_WATCH_INTERVAL
+        redis = RedisCheck(settings.REDIS_URL, timeout=interval) if settings.REDIS_URL else None
+        due_versions: dict[str, int] = {}
+        heartbeat = text_frame(fragments.render_heartbeat())
+        tick = 0
+        try:
+            while pages := self.room_pages():
+                if redis is not None and (code := await redis.close_code(len(pages))):
+                    await self.close_pages(code)
+                else:
+                    due_versions = await self.resync_pages_behind(pages, due_versions)
+                await self.renew_subscriptions()
+                if settings.LIVEROOM_HEARTBEAT_SECONDS:
+                    slices = max(1, round(settings.LIVEROOM_HEARTBEAT_SECONDS / interval))
+                    tick = (tick + 1) % slices
+                    self.send_to_each([page for page in pages if hash(page) % slices == tick],
+                                      heartbeat)  # fmt: skip
+                await asyncio.sleep(interval)
+        finally:
+            if redis is not None:
+                await redis.aclose()
+
+    async def resync_pages_behind(
+        self, pages: list[Page], due_versions: dict[str, int]
+    ) -> dict[str, int]:
+        """Snapshot pages behind the versions seen last time; return the versions seen now."""
+        slugs = {page.room_slug for page in pages}
+        try:
+            versions = await database_sync_to_async(room_versions)(slugs)
+        except DatabaseError as error:
+            logger.warning("Cannot check room versions: %s: %s", type(error).__name__, error)
+            return due_versions
+        behind = [
+            page for page in pages if page.version < due_versions.get(page.room_slug or "", 0)
+        ]
+        if behind:
+            logger.info("%d pages missed a change; sending them the whole list", len(behind))
+            await asyncio.gather(*(page.send_snapshot() for page in behind), return_exceptions=True)
+        return versions
+
+    async def close_pages(self, code: int) -> None:
+        """Close every room page of this process with `code` (they reconnect for a fresh list)."""
+        pages = self.room_pages()
+        await asyncio.gather(*(page.close(code=code) for page in pages), return_exceptions=True)
+
+    # Presence
+
+    def presence_tracker(self) -> Tracker:
+        if self.tracker is None:
+            self.tracker = Tracker(stores.for_writing(), on_change=self.presence_changed)
+        self.supervise("presence", self.tracker.run)
+        return self.tracker
+
+    async def presence_changed(self, changes: list[PresenceChange]) -> None:
+        """The tracker's callback: each room's change rendered (in a thread) and published
+        (from here) on its own, then the /rooms/ list refreshed."""
+        await asyncio.gather(*(self.announce(change) for change in changes))
+        await self.room_list.refresh()
+
+    async def announce(self, change: PresenceChange) -> None:
+        try:
+            html, members = await database_sync_to_async(fragments.render_presence_change)(change)
+        except Exception as error:  # the watch and the next snapshot show the truth
+            logger.warning("Presence not announced: %s: %s", type(error).__name__, error)
+            return
+        group = room_group(change.room_slug)
+        message: RoomPresenceChange = {
+            "type": PRESENCE_EVENT,
+            "group": group,
+            "sequence": change.sequence,
+            "members": members,
+            "html": html,
+        }
+        await publish.publish(group, message, what="presence")
+
+    # Tasks
+
+    def supervise(self, name: str, run: Run) -> None:
+        """Run `run()` as this core's task `name` unless it runs already; if it dies, log it,
+        count it and start it again."""
+        if self.closed or name in self.tasks:
+            return
+        task = self.loop.create_task(run(), name=f"liveroom {name}")
+        self.tasks[name] = task
+        task.add_done_callback(lambda task: self._ended(name, run, task))
+
+    def _ended(self, name: str, run: Run, task: asyncio.Task) -> None:
+        if self.tasks.get(name) is task:
+            del self.tasks[name]
+        if task.cancelled() or self.closed or task.exception() is None:
+            return  # stopped, or done (the watch ends with the last page)
+        self.restarts[name] += 1
+        logger.error(
+            "Live task %r died (restart %d): %s",
+            name, self.restarts[name], task.exception(), exc_info=task.exception(),
+        )  # fmt: skip
+        self.loop.call_later(RESTART_SECONDS, self.supervise, name, run)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coroutine)
+        self.handlers.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._handled)
+
+    def _handled(self, task: asyncio.Task) -> None:
+        self.handlers.discard(task)
+        if not task.cancelled() and (error := task.exception()):
+            logger.info("A page's message was not handled: %s: %s", type(error).__name__, error)
+
+    async def aclose(self) -> None:
+        """Stop every task and forget every page (pages themselves are closed by the server)."""
+        self.closed = True
+        tasks = [*self.tasks.values(), *self.handlers]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.tracker is not None:
+            await self.tracker.aclose()
+        self.groups.clear()
+        self.present.clear()
+        self.member_lists.clear()
+        self.list_frames.clear()
+
+
+def room_versions(slugs: set[str | None]) -> dict[str, int]:
+    return dict(Room.objects.filter(slug__in=slugs).values_list("slug", "version"))
+
+
+_cores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveCore]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def live_core() -> LiveCore:
+    """This process's LiveCore, for the running event loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    core = _cores.get(loop)
+    if core is None or core.closed:
+        core = _cores[loop] = LiveCore()
+    return core

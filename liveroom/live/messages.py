@@ -1,0 +1,44 @@
+"""The messages the channel layer carries, one TypedDict each (`type` names the handler)."""
+
+from typing import Literal, TypedDict
+
+CHANGE_EVENT: Literal["room.change"] = "room.change"
+PRESENCE_EVENT: Literal["room.presence"] = "room.presence"
+ROOMS_EVENT: Literal["rooms.change"] = "rooms.change"
+ROOMS_GROUP = "rooms"  # the /rooms/ pages
+
+
+def room_group(room_slug: str) -> str:
+    return f"room.{room_slug}"
+
+
+class RoomChange(TypedDict):
+    """A member joined, was renamed or left; `version` is the room's version after it."""
+
+    type: Literal["room.change"]
+    group: str
+    version: int
+    member_id: int
+    left: bool
+    html: str
+
+
+class RoomPresenceChange(TypedDict):
+    """Members came online or went away; `sequence` is the room's presence sequence after it."""
+
+    type: Literal["room.presence"]
+    group: str
+    sequence: int
+    members: list[int]
+    html: str
+
+
+class RoomsChange(TypedDict):
+    """The /rooms/ list, whole."""
+
+    type: Literal["rooms.change"]
+    group: str
+    html: str
+
+
+Message = RoomChange | RoomPresenceChange | RoomsChange

@@ -1,0 +1,91 @@
+"""What one room page shows, and what it makes of each room message.
+
+A page shows the room at one `version` (of memberships) and one presence `sequence`. Messages
+arrive from several processes in any order, some twice, some never: a page forwards a message
+that is exactly next, skips what it has shown, and handles the rest (a gap is healed with a
+fresh snapshot; a late presence message with the members' current states). Plain state, no
+I/O: the LiveCore and the consumer act on the decisions.
+"""
+
+from enum import Enum
+from typing import Protocol
+
+from liveroom.live.messages import PRESENCE_EVENT, Message
+from liveroom.live.sockets import Socket
+
+
+class Decision(Enum):
+    FORWARD = "forward"  # send the message's HTML as it is (now counted as shown)
+    SKIP = "skip"  # shown already, or kept until the page has its first list
+    HANDLE = "handle"  # needs more than a forward: Page.handle()
+
+
+FORWARD, SKIP, HANDLE = Decision.FORWARD, Decision.SKIP, Decision.HANDLE
+
+
+class PageState:
+    """The versions one page shows, and the messages it holds until its first list."""
+
+    def __init__(self) -> None:
+        self.member_id: int | None = None
+        self.version = 0
+        # Presence messages up to `presence_base` are in the last snapshot; `presence_seen` is
+        # the latest applied since.
+        self.presence_base = self.presence_seen = 0
+        # Room messages that arrive before the first list is sent wait here, then go in order.
+        self.waiting: list[Message] | None = []
+
+    def shown(self, *, member_id: int, version: int, presence_sequence: int) -> bool:
+        """A snapshot at `version` reached the page; False if it is older than what it shows."""
+        if version < self.version:
+            return False
+        self.member_id, self.version = member_id, version
+        self.presence_base = self.presence_seen = presence_sequence
+        return True
+
+    def release_waiting(self) -> list[Message]:
+        """The messages that came before the first list; from now on none wait."""
+        waiting, self.waiting = self.waiting or [], None
+        return waiting
+
+    def triage(self, message: Message) -> Decision:
+        if self.waiting is not None:
+            self.waiting.append(message)
+            return SKIP
+        if message["type"] == PRESENCE_EVENT:
+            sequence = message["sequence"]
+            if sequence <= self.presence_base or sequence == self.presence_seen:
+                return SKIP  # shown already, by the snapshot or as this very message
+            if sequence < self.presence_seen:
+                return HANDLE  # late: processes publish independently
+            self.presence_seen = sequence
+            return FORWARD
+        if message["type"] != "room.change":
+            return FORWARD
+        version = message["version"]
+        if version <= self.version:
+            return SKIP  # a repeat, or older than the page's list
+        if message["member_id"] == self.member_id or version > self.version + 1:
+            return HANDLE  # this page's own member changed, or a change was missed
+        self.version = version
+        return FORWARD
+
+
+class Page(Protocol):
+    """An open page as the LiveCore sees it: room pages have a `room_slug` and a `state`; the
+    /rooms/ page has neither and takes every message of its group as it is."""
+
+    group_name: str
+    socket: Socket
+    room_slug: str | None
+    member_id: int | None
+    version: int
+    ready: bool  # has its first list
+
+    def triage(self, message: Message) -> Decision: ...
+
+    async def handle(self, message: Message) -> None: ...
+
+    async def send_snapshot(self) -> None: ...
+
+    async def close(self, code: int | None = None) -> None: ...

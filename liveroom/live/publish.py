@@ -1,0 +1,72 @@
+"""Publishing to the channel layer, from the event loop.
+
+The database already holds every change: a layer that is down or slow must not fail or hang
+anything. Each publish has its own timeout (LIVEROOM_BROADCAST_TIMEOUT) and says in the log
+what it skipped; pages catch up from the watch and their next snapshot.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from liveroom.live.messages import ROOMS_EVENT, ROOMS_GROUP, Message, RoomsChange
+from liveroom.rooms import fragments
+
+logger = logging.getLogger(__name__)
+
+
+async def publish(group: str, message: Message, *, what: str) -> bool:
+    """Send `message` to `group`; False (and a log line) if the layer did not take it in time."""
+    try:
+        await asyncio.wait_for(
+            get_channel_layer().group_send(group, message),
+            timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
+        )
+    except Exception as error:
+        logger.error(
+            "Broadcast skipped (%s; group %s): %s %s", what, group, type(error).__name__, error
+        )
+        return False
+    return True
+
+
+Publish = Callable[..., Awaitable[bool]]
+
+
+class RoomListRefresh:
+    """The /rooms/ list is the same for every change: rendered by each view, it would make each
+    join wait for a query and a template, and a burst of a thousand joins would render it a
+    thousand times. Changes share one refresh per process instead: one runs at a time, and a
+    change that lands while it reads the database has it read once more."""
+
+    def __init__(
+        self,
+        render: Callable[[], str] = fragments.render_room_list,
+        send: Publish = publish,
+    ) -> None:
+        self.render = render
+        self.send = send
+        self.stale = False
+        self.running: asyncio.Task | None = None
+
+    async def refresh(self) -> None:
+        """Send the /rooms/ pages the list as it is after this call."""
+        self.stale = True
+        if self.running is None or self.running.done():
+            self.running = asyncio.get_running_loop().create_task(self.refresh_while_stale())
+        await asyncio.shield(self.running)
+
+    async def refresh_while_stale(self) -> None:
+        while self.stale:
+            self.stale = False
+            try:
+                html = await database_sync_to_async(self.render)()
+            except Exception as error:
+                logger.error("Room list not sent: %s: %s", type(error).__name__, error)
+                continue
+            message: RoomsChange = {"type": ROOMS_EVENT, "group": ROOMS_GROUP, "html": html}
+            await self.send(ROOMS_GROUP, message, what="room list")

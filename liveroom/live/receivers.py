@@ -1,0 +1,43 @@
+"""What the live transport does with the domain's `room_changed` signal (connected in
+liveroom/apps.py): render the change once, in the view's thread, and publish it after the
+view's response, with a refresh of the /rooms/ list."""
+
+from liveroom.live import publish
+from liveroom.live.after_response import send_after_response
+from liveroom.live.core import live_core
+from liveroom.live.messages import CHANGE_EVENT, RoomChange, room_group
+from liveroom.rooms import fragments
+from liveroom.rooms.models import Member, Room
+
+
+def on_room_changed(
+    sender: object,
+    *,
+    room: Room,
+    version: int,
+    member: Member,
+    change: str,
+    count: int,
+    previous_name: str = "",
+    **kwargs: object,
+) -> None:
+    html = fragments.render_change(
+        room=room, member=member, change=change, count=count, previous_name=previous_name
+    )
+    group = room_group(room.slug)
+    message: RoomChange = {
+        "type": CHANGE_EVENT,
+        "group": group,
+        "version": version,
+        "member_id": member.pk,
+        "left": change == "left",
+        "html": html,
+    }
+    what = f"member {member.pk} {change}, version {version}"
+    send_after_response(publish.publish, group, message, what=what)
+    if change != "renamed":  # a rename changes no count on /rooms/
+        send_after_response(refresh_room_list)
+
+
+async def refresh_room_list() -> None:
+    await live_core().room_list.refresh()

@@ -1,0 +1,191 @@
+"""The HTML a page is sent: every fragment comes from a partial of templates/room.html (or
+rooms.html), the same partials that render the pages, so a pushed change and a page load cannot
+drift apart. Rendering only: sending is the live transport's business (liveroom/live/).
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import SessionBase
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from liveroom.presence import PresenceChange, RoomPresence, online_counts, room_presence
+from liveroom.rooms.models import Member, Room
+
+ROOM_TEMPLATE = "room.html"
+
+
+@dataclass
+class MemberList:
+    """A room's members at one version, each entry rendered once online and once away."""
+
+    room_id: int
+    version: int
+    entries: dict[int, tuple[str, str]]  # member id -> (online, away), in list order
+    presence: RoomPresence | None = None  # of the latest `html`
+    html: str = ""
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+    def render(self, presence: RoomPresence) -> str:
+        """The whole list with `presence`; presence changes cost a join, not a render."""
+        if presence != self.presence:
+            online = presence.online
+            entries = [both[member_id not in online] for member_id, both in self.entries.items()]
+            html = render_to_string(f"{ROOM_TEMPLATE}#rendered-members", {"entries": entries})
+            self.presence, self.html = presence, html.strip()
+        return self.html
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one page needs to show the room as it is now."""
+
+    version: int
+    presence_sequence: int
+    member_id: int
+    member_list: MemberList  # shared by every page of the room at this version
+    members_html: str  # the list: the same string for every page at this version and presence
+    own_html: str  # this page's own part
+
+
+def presence_context(presence: RoomPresence | None) -> dict:
+    """What the room templates need to show who is online."""
+    return {
+        "presence": settings.LIVEROOM_PRESENCE,
+        "online": presence.online if presence else frozenset(),
+        "online_count": len(presence.online) if presence else 0,
+    }
+
+
+def render_change(
+    *, room: Room, member: Member, change: str, count: int, previous_name: str = ""
+) -> str:
+    """One membership change ("joined", "renamed" or "left") as out-of-band swaps."""
+    context = {"member": member, "count": count, "previous_name": previous_name, "oob": True}
+    # A new member has no page open yet; a renamed one keeps their state.
+    context |= presence_context(room_presence(room.slug) if change == "renamed" else None)
+    return render_to_string(f"{ROOM_TEMPLATE}#member-{change}", context).strip()
+
+
+def render_presence_change(change: PresenceChange) -> tuple[str, list[int]]:
+    """Who came online or went away in one room, and the ids of the members it shows. Members
+    who went away are recorded as last seen now (idle removal reads it)."""
+    members = list(
+        Member.objects.filter(
+            room__slug=change.room_slug, pk__in=change.came_online + change.went_away
+        ).only("id", "name")
+    )
+    if change.went_away:
+        Member.objects.filter(pk__in=change.went_away).update(last_seen_at=timezone.now())
+    context = {
+        "members": members,
+        "online": frozenset(change.came_online),
+        "online_count": change.online_count,
+        "away_names": [m.name for m in members if m.pk in change.went_away],
+        "oob": True,
+    }
+    html = render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context).strip()
+    return html, [member.pk for member in members]
+
+
+def render_presence_now(*, room_slug: str, member_ids: list[int]) -> str:
+    """These members' presence as the store has it now: newer than any message in flight."""
+    presence = room_presence(room_slug)
+    context = {
+        "members": Member.objects.filter(room__slug=room_slug, pk__in=member_ids).only("id"),
+        "online": presence.online,
+        "online_count": len(presence.online),
+        "oob": True,
+    }
+    return render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context).strip()
+
+
+def render_room_list() -> str:
+    """The list on /rooms/, as an out-of-band swap."""
+    context = {"rooms": rooms_with_members(), "oob": True}
+    return render_to_string("rooms.html#room-list", context).strip()
+
+
+def rooms_with_members() -> list[Room]:
+    """Rooms with members, busiest first, each with `member_count` and `online_count`."""
+    rooms = list(Room.objects.with_members())
+    counts = online_counts([room.slug for room in rooms])
+    for room in rooms:
+        room.online_count = counts.get(room.slug)  # None: presence is off or unavailable
+    return rooms
+
+
+def session_is_live(session_key: str) -> bool:
+    """Whether the session store still has this session, unexpired."""
+    engine = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    store: SessionBase = engine(session_key)
+    store.load()  # an unknown or expired session leaves the store without a key
+    return store.session_key == session_key
+
+
+def snapshot(
+    *, room_slug: str, session_key: str, cached: MemberList | None, check_session: bool
+) -> Snapshot | None:
+    """The room as seen by one member, or None if the session is not a member (or, with
+    `check_session`, no longer a live session). `cached` is this room's list as last rendered:
+    reused while the room's version is the same."""
+    if check_session and not session_is_live(session_key):
+        return None
+    me = Member.objects.filter(room__slug=room_slug, session_key=session_key).first()
+    if me is None:
+        return None
+    room_id, version = Room.objects.filter(slug=room_slug).values_list("id", "version").get()
+    presence = room_presence(room_slug)
+    member_list = cached
+    # The room id tells a room deleted and started again from the one that was cached.
+    if member_list is None or (member_list.room_id, member_list.version) != (room_id, version):
+        member_list = render_member_list(room_slug)
+    context = {"me": me, "count": member_list.count, "oob": True} | presence_context(presence)
+    return Snapshot(
+        version=member_list.version,
+        presence_sequence=presence.sequence,
+        member_id=me.pk,
+        member_list=member_list,
+        members_html=member_list.render(presence),
+        own_html=render_to_string(f"{ROOM_TEMPLATE}#snapshot-you", context),
+    )
+
+
+def render_member_list(room_slug: str) -> MemberList:
+    # One statement reads the members and the room version together, so the list is exactly
+    # the state at that version: later changes are newer, earlier ones are included.
+    members = list(
+        Member.objects.filter(room__slug=room_slug)
+        .annotate(room_version=F("room__version"))
+        .only("id", "name", "joined_at")
+    )
+    entries: dict[int, tuple[str, str]] = {}
+    for member in members:
+        online, away = (
+            render_to_string(
+                f"{ROOM_TEMPLATE}#member", {"member": member} | presence_context(presence)
+            )
+            for presence in (RoomPresence(0, frozenset({member.pk})), None)
+        )
+        entries[member.pk] = (online, away)
+    if not members:
+        return MemberList(0, 0, entries)
+    return MemberList(members[0].room_id, members[0].room_version, entries)
+
+
+def render_heartbeat() -> str:
+    """The connection indicator, sent to every page now and then to say the socket is alive."""
+    return render_to_string(f"{ROOM_TEMPLATE}#connection", {"oob": True}).strip()
+
+
+def render_left_notice(room_slug: str) -> str:
+    """What a page shows when its member left from another tab."""
+    return render_to_string(
+        f"{ROOM_TEMPLATE}#left-notice", {"room": Room(slug=room_slug), "oob": True}
+    ).strip()

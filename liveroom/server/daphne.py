@@ -1,0 +1,174 @@
+"""daphne, subclassed where liveroom needs what stock daphne does not do.
+
+Every change here is a subclass or a documented hook (daphne's `CommandLineInterface.server_class`,
+the WebSocket factory's `protocol`, a Twisted shutdown trigger); no library class is modified.
+
+Always:
+- Close codes. autobahn lets an application close only with 1000 or 3000-4999, although RFC
+  6455 gives servers 1008 (policy violation), 1012 (service restart) and 1013 (try again later),
+  and 1012/1013 are what the htmx ws extension reconnects after. The protocol sends those three
+  itself, with autobahn's `sendCloseFrame`.
+- Draining. On SIGTERM stock daphne cancels every application and drops its connections, which
+  browsers see as 1006. First every open socket is told 1012, so pages reconnect at once (to
+  another process, behind a proxy), and the close frames get a moment to leave.
+
+Only with the daphne, Twisted and autobahn versions in TESTED_WITH (any other gets a log line and
+the stock behaviour), since these read library attributes that are not an API:
+- Raw sockets. Each WebSocket scope gets `scope["extensions"][SOCKET_EXTENSION]`, a RawSocket to
+  which the application writes frames it has made once for many pages, instead of passing the
+  same text through daphne and autobahn page by page. A frame is written to the kernel at once
+  when nothing is queued before it (Twisted would register the socket for writing and wait for
+  the reactor's next turn, two epoll_ctl calls a send); anything the kernel does not take goes
+  the buffered way, behind which later frames then queue, so the order holds.
+- No handshake kept. An upgraded connection's HTTP channel and request stayed registered as the
+  socket's producer for the socket's life, and autobahn and daphne each keep the request's
+  headers. The producer goes at the upgrade; the headers when the application has read what it
+  needs (RawSocket.forget_handshake).
+
+This module imports nothing from the application: it serves any ASGI application.
+"""
+
+import contextlib
+import logging
+from importlib.metadata import version
+
+from daphne.cli import CommandLineInterface
+from daphne.server import Server  # first: it installs Twisted's asyncio reactor
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import defer, reactor, task, tcp
+
+logger = logging.getLogger(__name__)
+
+SOCKET_EXTENSION = "liveroom.socket"
+POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER = 1008, 1012, 1013
+STANDARD_SERVER_CODES = frozenset({POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER})
+# Seconds the close frames of a drain get before daphne cancels the applications.
+DRAIN_SECONDS = 0.1
+# The versions RawSocket and the handshake release were tested with (tests/test_server.py);
+# requirements.txt pins them.
+TESTED_WITH = {"daphne": "4.2.3", "twisted": "26.10.0", "autobahn": "26.11.1"}
+
+
+def installed_versions() -> dict[str, str]:
+    return {name: version(name) for name in TESTED_WITH}
+
+
+def raw_sockets_supported(installed: dict[str, str]) -> bool:
+    """Whether RawSocket may be offered with these library versions; logs why not."""
+    if installed == TESTED_WITH:
+        return True
+    logger.warning(
+        "Raw sockets off: tested with %s, found %s. Pages are served through stock daphne "
+        "(each message framed per page); run the server tests before pinning these versions.",
+        ", ".join(f"{name} {number}" for name, number in TESTED_WITH.items()),
+        ", ".join(f"{name} {number}" for name, number in installed.items()),
+    )
+    return False
+
+
+class RawSocket:
+    """One open WebSocket, for frames the application has made itself (unmasked, no
+    extensions: daphne negotiates none)."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: WebSocketProtocol) -> None:
+        self.protocol = protocol
+
+    def send(self, frame: bytes) -> None:
+        protocol = self.protocol
+        # What daphne checks before a send: open, and not closed by daphne for an error.
+        if protocol.state != protocol.STATE_OPEN or protocol.muted:
+            return
+        if protocol.send_queue:  # autobahn's own delayed writes go first
+            protocol.sendData(frame)
+        else:
+            write_at_once(protocol.transport, frame)
+
+    def unsent_bytes(self) -> int:
+        """What the kernel has not taken yet and waits in this process."""
+        transport = self.protocol.transport
+        if transport is None:
+            return 0
+        waiting = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        return waiting + sum(len(data) for data, _ in self.protocol.send_queue)
+
+    def forget_handshake(self) -> None:
+        """Drop what daphne and autobahn keep of the opening request for the socket's life: its
+        raw bytes, its parsed headers and the scope's headers (cleared in place: every ASGI
+        layer's scope shares the one list). Call once the application has read them."""
+        protocol = self.protocol
+        protocol.http_request_data = b""
+        protocol.http_headers.clear()  # also the headers of autobahn's ConnectionRequest
+        protocol.clean_headers.clear()  # daphne's list, which is scope["headers"]
+
+
+def write_at_once(transport: tcp.Connection, data: bytes) -> None:
+    """Write to the kernel now when nothing is queued before `data`; else queue it behind."""
+    nothing_queued = not transport._tempDataBuffer and transport.offset == len(transport.dataBuffer)
+    if (
+        nothing_queued
+        and isinstance(transport, tcp.Connection)
+        and not transport.TLS
+        and transport.connected
+        and not transport._writeDisconnected
+    ):
+        # Would block, or the connection failed: the buffered path deals with either.
+        with contextlib.suppress(OSError):
+            data = data[transport.socket.send(data) :]
+        if not data:
+            return
+    transport.write(data)
+
+
+class LiveroomWebSocketProtocol(WebSocketProtocol):
+    def serverClose(self, code: int | None = None) -> None:
+        if code in STANDARD_SERVER_CODES:
+            self.sendCloseFrame(code=code, isReply=False)
+        else:
+            super().serverClose(code)
+
+
+class LiveroomServer(Server):
+    """daphne's Server with standard close codes, draining and (on tested versions) raw
+    sockets."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.raw_sockets = raw_sockets_supported(installed_versions())
+
+    @property
+    def ws_factory(self) -> WebSocketFactory:
+        return self._ws_factory
+
+    @ws_factory.setter
+    def ws_factory(self, factory: WebSocketFactory) -> None:
+        # Server.run() makes the factory; its connections use this protocol.
+        factory.protocol = LiveroomWebSocketProtocol
+        self._ws_factory = factory
+
+    def create_application(self, protocol, scope):
+        if scope.get("type") == "websocket" and self.raw_sockets:
+            scope.setdefault("extensions", {})[SOCKET_EXTENSION] = RawSocket(protocol)
+            # Daphne has handed the connection over; only this registration kept Twisted's
+            # HTTP channel (and its request) alive. Sockets need no producer: pages never
+            # send, so there is no reading to pause.
+            protocol.transport.unregisterProducer()
+        return super().create_application(protocol, scope)
+
+    def kill_all_applications(self) -> defer.Deferred:
+        """Daphne's shutdown trigger: tell every open socket 1012 first."""
+        sockets = [
+            protocol
+            for protocol in self.connections
+            if isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN
+        ]
+        for protocol in sockets:
+            protocol.sendCloseFrame(code=SERVICE_RESTART, isReply=False)
+        logger.info("Draining: %d open sockets told to reconnect (1012)", len(sockets))
+        delay = DRAIN_SECONDS if sockets else 0
+        return task.deferLater(reactor, delay, Server.kill_all_applications, self)
+
+
+class LiveroomCommandLine(CommandLineInterface):
+    server_class = LiveroomServer

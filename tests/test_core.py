@@ -1,0 +1,226 @@
+"""The per-process LiveCore and each page's state, without a server."""
+
+import asyncio
+import logging
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.test import Client
+from django.utils import timezone
+
+from liveroom.asgi import application
+from liveroom.live import core as core_module
+from liveroom.live.close_codes import NOT_A_MEMBER
+from liveroom.live.core import live_core
+from liveroom.live.messages import room_group
+from liveroom.live.page import FORWARD, HANDLE, SKIP, PageState
+from liveroom.models import Member, Room
+from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
+
+# --- What a page makes of a message -------------------------------------------------------
+
+
+def change(version: int, member_id: int = 7) -> dict:
+    return {"type": "room.change", "group": "room.lobby", "version": version,
+            "member_id": member_id, "left": False, "html": f"<p>{version}</p>"}  # fmt: skip
+
+
+def presence(sequence: int) -> dict:
+    return {"type": "room.presence", "group": "room.lobby", "sequence": sequence,
+            "members": [7], "html": f"<p>{sequence}</p>"}  # fmt: skip
+
+
+def shown_page(version: int = 5, sequence: int = 3, member_id: int = 1) -> PageState:
+    state = PageState()
+    state.release_waiting()
+    assert state.shown(member_id=member_id, version=version, presence_sequence=sequence)
+    return state
+
+
+def test_messages_before_the_first_list_wait_and_come_back_in_order() -> None:
+    state = PageState()
+    assert [state.triage(change(1)), state.triage(change(2))] == [SKIP, SKIP]
+    state.shown(member_id=1, version=1, presence_sequence=0)
+    assert [m["version"] for m in state.release_waiting()] == [1, 2]
+    assert state.triage(change(2)) is FORWARD
+    assert state.release_waiting() == []
+
+
+def test_the_next_version_is_forwarded_and_repeats_are_skipped() -> None:
+    state = shown_page(version=5)
+    assert state.triage(change(6)) is FORWARD
+    assert state.version == 6
+    assert [state.triage(change(6)), state.triage(change(4))] == [SKIP, SKIP]
+
+
+def test_a_gap_or_the_pages_own_member_needs_handling() -> None:
+    assert shown_page(version=5).triage(change(7)) is HANDLE  # 6 was missed
+    assert shown_page(version=5, member_id=7).triage(change(6, member_id=7)) is HANDLE
+
+
+def test_presence_in_the_snapshot_is_skipped_and_a_late_one_handled() -> None:
+    state = shown_page(sequence=3)
+    assert state.triage(presence(3)) is SKIP  # in the snapshot
+    assert state.triage(presence(6)) is FORWARD
+    assert state.triage(presence(6)) is SKIP  # this very message again
+    assert state.triage(presence(5)) is HANDLE  # older than what the page shows
+
+
+def test_a_snapshot_older_than_the_page_is_not_shown() -> None:
+    state = shown_page(version=5)
+    assert not state.shown(member_id=1, version=4, presence_sequence=0)
+    assert state.version == 5
+
+
+# --- The LiveCore -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_live_task_that_dies_is_logged_counted_and_started_again(
+    monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(core_module, "RESTART_SECONDS", 0.01)
+    core, runs = live_core(), []
+
+    async def dies_once() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("injected")
+
+    with caplog.at_level(logging.ERROR, logger="liveroom.live.core"):
+        core.supervise("probe", dies_once)
+        for _ in range(100):
+            if len(runs) == 2:
+                break
+            await asyncio.sleep(0.01)
+    assert (len(runs), core.restarts["probe"]) == (2, 1)
+    assert "Live task 'probe' died (restart 1): injected" in caplog.text
+    await core.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_failure_delivering_to_one_page_does_not_stop_other_pages_or_later_changes(
+    caplog,
+) -> None:
+    alice, bob = await new_member("Alice"), await new_member("Bob")
+    alice_socket, bob_socket = await open_socket(alice), await open_socket(bob)
+    for socket in (alice_socket, bob_socket):
+        await receive_snapshot(socket)
+    core = live_core()
+    (alice_page,) = [
+        page
+        for page in core.groups[room_group("lobby")]
+        if page.session_key == alice_session(alice)
+    ]
+    real_triage = alice_page.triage
+
+    def fails_once(message: dict):
+        alice_page.triage = real_triage
+        raise RuntimeError("injected")
+
+    alice_page.triage = fails_once
+    await new_member("Carol")
+    assert "Carol" in await bob_socket.receive_from()
+    assert core.failed_deliveries == 1
+    assert "A room.change message was not delivered to one page" in caplog.text
+
+    await new_member("Dan")  # Alice's page missed Carol: the gap brings it the whole list
+    assert "Dan" in await bob_socket.receive_from()
+    healed = await receive_snapshot(alice_socket)
+    assert "Carol" in healed
+    assert "Dan" in healed
+    for socket in (alice_socket, bob_socket):
+        await socket.disconnect()
+
+
+def alice_session(client: Client) -> str:
+    return client.cookies["sessionid"].value
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_page_still_gets_changes_long_after_the_layers_group_expiry(settings) -> None:
+    # The in-memory layer (the embedded default) forgets group members after `group_expiry`.
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer",
+                    "CONFIG": {"group_expiry": 2}},
+    }  # fmt: skip
+    settings.LIVEROOM_WATCH_INTERVAL = 0.5
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    await receive_snapshot(socket)
+    await asyncio.sleep(8)  # four expiries
+    await new_member("Bob")
+    # The change itself, at once: not the watch's whole list, which would heal a lost one.
+    fragment = await socket.receive_from(timeout=0.5)
+    assert fragment.startswith('<ul hx-swap-oob="beforeend:#members')
+    assert "Bob" in fragment
+    await socket.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_rooms_opened_and_closed_leave_nothing_behind_in_the_core() -> None:
+    rooms = 3000
+    sessions = await database_sync_to_async(make_members)(rooms)
+    core = live_core()
+    semaphore = asyncio.Semaphore(50)
+
+    async def visit(index: int) -> None:
+        async with semaphore:
+            path = f"/ws/room/r{index}/"
+            headers = [(b"origin", b"http://localhost"),
+                       (b"cookie", f"sessionid={sessions[index]}".encode())]  # fmt: skip
+            socket = WebsocketCommunicator(application, path, headers=headers)
+            assert (await socket.connect())[0]
+            assert f"member r{index}" in await receive_snapshot(socket)
+            await socket.disconnect()
+
+    await asyncio.gather(*(visit(index) for index in range(rooms)))
+    await asyncio.gather(*core.handlers)  # the unsubscriptions under way
+    assert (core.groups, core.member_lists, core.list_frames, core.subscribed) == ({}, {}, {}, {})
+
+
+def make_members(count: int) -> list[str]:
+    """A room r<i> with one member for each i, each with a live session; their session keys."""
+    sessions = []
+    for _ in range(count):
+        store = SessionStore()
+        store.create()
+        sessions.append(store.session_key)
+    Room.objects.bulk_create(Room(slug=f"r{i}") for i in range(count))
+    rooms = {room.slug: room for room in Room.objects.all()}
+    Member.objects.bulk_create(
+        Member(room=rooms[f"r{i}"], session_key=key, name=f"member r{i}")
+        for i, key in enumerate(sessions)
+    )
+    return sessions
+
+
+# --- Sessions -----------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["expired", "flushed"])
+async def test_a_member_whose_session_is_gone_is_refused(how: str) -> None:
+    alice = await new_member("Alice")
+    key = alice_session(alice)
+    if how == "expired":
+        await Session.objects.filter(session_key=key).aupdate(expire_date=timezone.now())
+    else:
+        await database_sync_to_async(alice.logout)()  # what a flush does: the session row goes
+    assert await Member.objects.filter(session_key=key).aexists()  # still a member
+    socket = WebsocketCommunicator(application, "/ws/room/", headers=socket_headers(alice))
+    if how == "flushed":  # logout gave the client a new cookie: send the old one
+        socket = WebsocketCommunicator(
+            application,
+            "/ws/room/",
+            headers=[(b"origin", b"http://localhost"), (b"cookie", f"sessionid={key}".encode())],
+        )
+    assert (await socket.connect())[0]
+    assert await socket.receive_output() == {"type": "websocket.close", "code": NOT_A_MEMBER}

@@ -1,0 +1,133 @@
+"""liveroom's daphne (liveroom/server/): each extension checked on a real server, so that one
+which silently stopped applying after an upgrade fails here. The server runs tests/probe_app.py,
+a bare ASGI app that reports on its own socket, started the way liveroom is."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import websockets.sync.client
+from websockets.exceptions import ConnectionClosed
+
+from tests.servers import ROOT, Daphne
+
+
+@pytest.fixture
+def probe(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    server = Daphne(env, tmp_path / "probe.log")
+    server.command = [*server.command, "tests.probe_app:application"]
+    yield server.start()
+    server.stop()
+
+
+def connect(server: Daphne, cookie: str = "probe=none", **options):
+    return websockets.sync.client.connect(
+        f"ws://127.0.0.1:{server.port}/",
+        additional_headers={"Cookie": cookie},
+        open_timeout=5,
+        **options,
+    )
+
+
+def close_code(socket, timeout: float = 5) -> int | None:
+    try:
+        while True:
+            socket.recv(timeout=timeout)
+    except ConnectionClosed:
+        return socket.close_code
+
+
+def test_a_socket_keeps_no_handshake_and_no_http_producer(probe: Daphne) -> None:
+    marker = uuid.uuid4().hex
+    with connect(probe, cookie=f"probe={marker}") as socket:
+        time.sleep(1.5)  # daphne forgets the upgraded HTTP request at its next check (every 1 s)
+        socket.send("inspect")
+        report = json.loads(socket.recv(timeout=5))
+    assert report["raw_socket"]
+    assert report["producer"] == "None"  # Twisted's HTTP channel and request let go
+    assert report["holders"] == []  # no copy of the request's headers anywhere in the server
+
+
+def test_frames_keep_their_order_when_the_kernel_buffer_is_full(probe: Daphne) -> None:
+    count, size = 150, 64 * 1024  # 19 MiB in all: far more than the socket buffers hold
+    # A client that reads only 4 frames ahead: the rest waits in the kernel, then the server.
+    with connect(probe, max_queue=4, max_size=2 * size) as socket:
+        socket.send(f"flood {count} {size}")
+        time.sleep(1.5)  # both bursts written while nothing is read
+        numbers = []
+        for _ in range(2 * count):
+            frame = socket.recv(timeout=10)
+            assert len(frame) == size
+            numbers.append(int(frame[:8]))
+    assert numbers == list(range(2 * count))
+
+
+@pytest.mark.parametrize("code", [1008, 1012, 1013, 4403])
+def test_close_codes_reach_the_client_as_sent(probe: Daphne, code: int) -> None:
+    with connect(probe) as socket:
+        socket.send(f"close {code}")
+        assert close_code(socket) == code
+
+
+def test_sigterm_tells_every_socket_to_reconnect_and_exits(probe: Daphne) -> None:
+    sockets = [connect(probe).__enter__() for _ in range(3)]
+    started = time.monotonic()
+    probe.process.send_signal(signal.SIGTERM)
+    assert [close_code(socket) for socket in sockets] == [1012, 1012, 1012]
+    probe.process.wait(timeout=5)
+    assert time.monotonic() - started < 5
+    assert "Draining: 3 open sockets told to reconnect (1012)" in probe.log()
+
+
+def run_python(code: str) -> str:
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "tests.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def test_untested_library_versions_get_stock_daphne_and_a_log_line() -> None:
+    output = run_python(
+        "import logging; logging.basicConfig()\n"
+        "from liveroom.server.daphne import TESTED_WITH, raw_sockets_supported\n"
+        "print(raw_sockets_supported(TESTED_WITH))\n"
+        "print(raw_sockets_supported(TESTED_WITH | {'twisted': '99.1.0'}))\n"
+    )
+    assert output.startswith("True\nFalse\n")
+    assert "Raw sockets off: tested with daphne 4.2.3" in output
+    assert "found daphne 4.2.3, twisted 99.1.0" in output
+
+
+def test_the_installed_versions_are_the_tested_ones() -> None:
+    # requirements.txt pins them; a lock upgrade that moves one fails here first.
+    output = run_python(
+        "from liveroom.server.daphne import TESTED_WITH, installed_versions\n"
+        "print(installed_versions() == TESTED_WITH)\n"
+    )
+    assert output.strip() == "True"
+
+
+def test_importing_the_app_changes_no_library_class() -> None:
+    # The extensions are subclasses, used only by `python -m liveroom.server`.
+    output = run_python(
+        "import sys, liveroom.asgi\n"
+        "from daphne.server import Server\n"
+        "from daphne.ws_protocol import WebSocketProtocol\n"
+        "from twisted.internet import tcp\n"
+        "print('liveroom.server' in sys.modules,\n"
+        "      WebSocketProtocol.serverClose.__module__, Server.create_application.__module__,\n"
+        "      tcp.Connection.write.__module__)\n"
+    )
+    loaded, *modules = output.split()[:4]
+    assert loaded == "False"
+    assert modules[:2] == ["daphne.ws_protocol", "daphne.server"]
+    assert modules[2].startswith("twisted.internet.")
