@@ -18,6 +18,7 @@ from liveroom.live.core import live_core
 from liveroom.live.messages import room_group
 from liveroom.live.page import FORWARD, HANDLE, SKIP, PageState
 from liveroom.models import Member, Room
+from liveroom.rooms import fragments
 from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
 
 # --- What a page makes of a message -------------------------------------------------------
@@ -224,3 +225,20 @@ async def test_a_member_whose_session_is_gone_is_refused(how: str) -> None:
         )
     assert (await socket.connect())[0]
     assert await socket.receive_output() == {"type": "websocket.close", "code": NOT_A_MEMBER}
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_pages_connecting_together_share_one_render_of_the_list(monkeypatch) -> None:
+    renders = []
+    render = fragments.render_member_list
+    monkeypatch.setattr(
+        fragments, "render_member_list", lambda slug: renders.append(slug) or render(slug)
+    )
+    clients = [await new_member(f"Guest {i}") for i in range(20)]
+    sockets = await asyncio.gather(*(open_socket(client) for client in clients))
+    snapshots = await asyncio.gather(*(receive_snapshot(socket) for socket in sockets))
+    assert all("Guest 19" in snapshot for snapshot in snapshots)
+    assert renders == ["lobby"]
+    for socket in sockets:
+        await socket.disconnect()

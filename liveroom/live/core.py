@@ -215,11 +215,11 @@ class LiveCore:
         snapshot = await database_sync_to_async(fragments.snapshot)(
             room_slug=room_slug,
             session_key=session_key,
-            cached=self.member_lists.get(room_slug),
+            member_lists=self.member_lists,
             check_session=check_session,
         )
-        if snapshot is not None and page.group_name in self.groups:  # the room still has pages
-            self.member_lists[room_slug] = snapshot.member_list
+        if page.group_name not in self.groups:  # the room's last page closed meanwhile
+            self.member_lists.pop(room_slug, None)
         return snapshot
 
     def list_frame(self, room_slug: str, members_html: str) -> bytes:

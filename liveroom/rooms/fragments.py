@@ -3,6 +3,7 @@ rooms.html), the same partials that render the pages, so a pushed change and a p
 drift apart. Rendering only: sending is the live transport's business (liveroom/live/).
 """
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -130,11 +131,16 @@ def session_is_live(session_key: str) -> bool:
 
 
 def snapshot(
-    *, room_slug: str, session_key: str, cached: MemberList | None, check_session: bool
+    *,
+    room_slug: str,
+    session_key: str,
+    member_lists: MutableMapping[str, MemberList],
+    check_session: bool,
 ) -> Snapshot | None:
     """The room as seen by one member, or None if the session is not a member (or, with
-    `check_session`, no longer a live session). `cached` is this room's list as last rendered:
-    reused while the room's version is the same."""
+    `check_session`, no longer a live session). `member_lists` holds each room's list as last
+    rendered, reused while the room's version is the same: read and updated here, when the
+    snapshot is made, so snapshots queued together render a list once."""
     if check_session and not session_is_live(session_key):
         return None
     me = Member.objects.filter(room__slug=room_slug, session_key=session_key).first()
@@ -142,10 +148,10 @@ def snapshot(
         return None
     room_id, version = Room.objects.filter(slug=room_slug).values_list("id", "version").get()
     presence = room_presence(room_slug)
-    member_list = cached
+    member_list = member_lists.get(room_slug)
     # The room id tells a room deleted and started again from the one that was cached.
     if member_list is None or (member_list.room_id, member_list.version) != (room_id, version):
-        member_list = render_member_list(room_slug)
+        member_list = member_lists[room_slug] = render_member_list(room_slug)
     context = {"me": me, "count": member_list.count, "oob": True} | presence_context(presence)
     return Snapshot(
         version=member_list.version,
