@@ -2,12 +2,14 @@
 fails, members stay as saved and every open page ends up showing the database's list."""
 
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+import requests
 import websockets
 from playwright.sync_api import Browser, expect
 
@@ -195,6 +197,41 @@ def test_sigterm_closes_sockets_with_service_restart(start_server) -> None:
         read_snapshot(socket)
         server.process.send_signal(signal.SIGTERM)
         assert closed_code(socket) == SERVICE_RESTART
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_sigterm_with_requests_in_flight_lets_them_finish_and_exits(start_server, run) -> None:
+    # Django runs sync middleware in a thread that waits on the event loop: a request still
+    # running when the loop stops would keep that thread, and so the process, waiting forever.
+    server = start_server()
+    answers: list[int | str] = []
+    stop = threading.Event()
+
+    def join_and_leave(worker: int) -> None:
+        visitor = Visitor()
+        while not stop.is_set():
+            try:
+                answers.append(visitor.join(server, f"Member {worker}").status_code)
+                answers.append(visitor.leave(server).status_code)
+            except requests.ConnectionError as error:
+                # Refused once the server stopped listening; anything else cut a request off.
+                answers.append("refused" if "Connection refused" in str(error) else str(error))
+                return
+
+    workers = [threading.Thread(target=join_and_leave, args=(i,)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1)
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=10)
+    exited = time.monotonic() - started
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert exited < 5
+    assert 302 in answers
+    assert set(answers) <= {302, "refused"}  # no request cut off half way
 
 
 def test_a_killed_server_pages_reconnect_to_another_and_converge(start_server) -> None:

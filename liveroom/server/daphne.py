@@ -9,8 +9,14 @@ Always:
   and 1012/1013 are what the htmx ws extension reconnects after. The protocol sends those three
   itself, with autobahn's `sendCloseFrame`.
 - Draining. On SIGTERM stock daphne cancels every application and drops its connections, which
-  browsers see as 1006. First every open socket is told 1012, so pages reconnect at once (to
-  another process, behind a proxy), and the close frames get a moment to leave.
+  browsers see as 1006, while it still accepts new ones until the reactor stops: a request
+  accepted then is never cancelled, and its thread (Django runs sync middleware in a thread that
+  waits on the event loop) waits forever for a loop that has stopped, so the process never
+  exits. Instead the server stops listening first and tells every open socket 1012 (pages
+  reconnect at once, to another process behind a proxy). The HTTP requests in flight finish (up
+  to REQUEST_GRACE_SECONDS), and so do any that arrive meanwhile on kept-alive connections, each
+  answered with `Connection: close`. Then every later request gets a 503 at once, without the
+  application, and daphne cancels what is left.
 
 Only with the daphne, Twisted and autobahn versions in TESTED_WITH (any other gets a log line and
 the stock behaviour), since these read library attributes that are not an API:
@@ -30,6 +36,7 @@ This module imports nothing from the application: it serves any ASGI application
 
 import contextlib
 import logging
+import time
 from importlib.metadata import version
 
 from daphne.cli import CommandLineInterface
@@ -42,8 +49,10 @@ logger = logging.getLogger(__name__)
 SOCKET_EXTENSION = "liveroom.socket"
 POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER = 1008, 1012, 1013
 STANDARD_SERVER_CODES = frozenset({POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER})
-# Seconds the close frames of a drain get before daphne cancels the applications.
+# Seconds the close frames of a drain get before daphne cancels the applications, and the most
+# the HTTP requests in flight get to finish.
 DRAIN_SECONDS = 0.1
+REQUEST_GRACE_SECONDS = 3.0
 # The versions RawSocket and the handshake release were tested with (tests/test_server.py);
 # requirements.txt pins them.
 TESTED_WITH = {"daphne": "4.2.3", "twisted": "26.10.0", "autobahn": "26.11.1"}
@@ -136,6 +145,13 @@ class LiveroomServer(Server):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.raw_sockets = raw_sockets_supported(installed_versions())
+        self.ports: list = []
+        self.draining = False  # finishing what is in flight, taking no new connections
+        self.stopping = False  # taking no new requests at all
+
+    def listen_success(self, port) -> None:
+        self.ports.append(port)
+        super().listen_success(port)
 
     @property
     def ws_factory(self) -> WebSocketFactory:
@@ -148,6 +164,12 @@ class LiveroomServer(Server):
         self._ws_factory = factory
 
     def create_application(self, protocol, scope):
+        if scope.get("type") == "http" and self.stopping:
+            protocol.channel.persistent = False
+            protocol.basic_error(503, b"Service Unavailable", "This server is restarting.")
+            return None
+        if scope.get("type") == "http" and self.draining:
+            close_after_response(protocol)
         if scope.get("type") == "websocket" and self.raw_sockets:
             scope.setdefault("extensions", {})[SOCKET_EXTENSION] = RawSocket(protocol)
             # Daphne has handed the connection over; only this registration kept Twisted's
@@ -157,7 +179,21 @@ class LiveroomServer(Server):
         return super().create_application(protocol, scope)
 
     def kill_all_applications(self) -> defer.Deferred:
-        """Daphne's shutdown trigger: tell every open socket 1012 first."""
+        """Daphne's shutdown trigger: stop listening, tell every open socket 1012, let the
+        requests in flight finish, then have daphne cancel what is left."""
+        try:
+            return self.drain_and_stop()
+        except Exception:  # Twisted would swallow it: say so, and stop the stock way
+            logger.exception("Draining failed; stopping without it")
+            return self.stop_applications()
+
+    def drain_and_stop(self) -> defer.Deferred:
+        self.draining = True
+        for port in self.ports:
+            port.stopListening()
+        for protocol in self.connections:
+            if not isinstance(protocol, WebSocketProtocol):
+                close_after_response(protocol)
         sockets = [
             protocol
             for protocol in self.connections
@@ -166,8 +202,39 @@ class LiveroomServer(Server):
         for protocol in sockets:
             protocol.sendCloseFrame(code=SERVICE_RESTART, isReply=False)
         logger.info("Draining: %d open sockets told to reconnect (1012)", len(sockets))
-        delay = DRAIN_SECONDS if sockets else 0
-        return task.deferLater(reactor, delay, Server.kill_all_applications, self)
+        drained = defer.ensureDeferred(self.drain(DRAIN_SECONDS if sockets else 0))
+        return drained.addCallback(lambda _: self.stop_applications())
+
+    def stop_applications(self) -> defer.Deferred:
+        self.stopping = True
+        return Server.kill_all_applications(self)
+
+    async def drain(self, least: float) -> None:
+        deadline = time.monotonic() + REQUEST_GRACE_SECONDS
+        await task.deferLater(reactor, least, lambda: None)
+        while (requests := self.requests_in_flight()) and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.02, lambda: None)
+        if requests:
+            logger.warning("%d requests still running after %.0f s: cancelled",
+                           requests, REQUEST_GRACE_SECONDS)  # fmt: skip
+
+    def requests_in_flight(self) -> int:
+        return sum(
+            1
+            for protocol, details in self.connections.items()
+            if not isinstance(protocol, WebSocketProtocol)
+            and (instance := details.get("application_instance")) is not None
+            and not instance.done()
+        )
+
+
+def close_after_response(request) -> None:
+    """Let an HTTP request's connection close once its response is out."""
+    if getattr(request, "channel", None) is None:  # answered already
+        return
+    request.channel.persistent = False
+    if not request.startedWriting:
+        request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
 
 
 class LiveroomCommandLine(CommandLineInterface):
