@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,8 +63,17 @@ def churn(endpoint: Endpoint, count: int) -> None:
         list(pool.map(one, range(count)))
 
 
+def stacks(pid: int) -> str:
+    """What each thread of the server is doing (py-spy, when installed)."""
+    try:
+        dump = subprocess.run(["py-spy", "dump", "--pid", str(pid)], capture_output=True, text=True)
+    except FileNotFoundError:
+        return "(install py-spy to see where the server is)"
+    return dump.stdout + dump.stderr
+
+
 async def one_run(
-    env: dict[str, str], work: Path, members: list, run: int
+    env: dict[str, str], work: Path, members: list, run: int, profile: bool
 ) -> tuple[float, Counter]:
     server = Daphne(env, work / f"server-{run}.log").start()
     endpoint = Endpoint(server.url, server)
@@ -85,7 +95,10 @@ async def one_run(
     await asyncio.sleep(0.3)  # presence of the pages just opened and closed: being written
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    exited = await asyncio.to_thread(wait_for_exit, server, 30)
+    exited = await asyncio.to_thread(wait_for_exit, server, LIMIT_SECONDS)
+    if not exited and profile:
+        print(await asyncio.to_thread(stacks, server.process.pid), flush=True)
+    exited = exited or await asyncio.to_thread(wait_for_exit, server, 30)
     seconds = time.monotonic() - started if exited else float("inf")
     seen = Counter(await asyncio.gather(*codes))
     await churning
@@ -98,12 +111,12 @@ async def one_run(
 def wait_for_exit(server: Daphne, timeout: float) -> bool:
     try:
         server.process.wait(timeout=timeout)
-    except Exception:
+    except subprocess.TimeoutExpired:
         return False
     return True
 
 
-async def run(pages: int, runs: int) -> list[tuple[float, Counter]]:
+async def run(pages: int, runs: int, profile: bool) -> list[tuple[float, Counter]]:
     work = Path(tempfile.mkdtemp(prefix="liveroom-shutdown-"))
     env = environment(work)
     joiner = Daphne(env, work / "joins.log").start()
@@ -113,7 +126,7 @@ async def run(pages: int, runs: int) -> list[tuple[float, Counter]]:
         joiner.stop()
     results = []
     for number in range(runs):
-        seconds, codes = await one_run(env, work, members, number)
+        seconds, codes = await one_run(env, work, members, number, profile)
         print(
             f"run {number + 1:>2}: exited {seconds:.2f} s after SIGTERM; pages' close codes "
             + ", ".join(f"{code}: {count}" for code, count in sorted(codes.items(), key=str)),
@@ -127,8 +140,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--profile", action="store_true", help="dump the stacks of a server slower than the limit"
+    )
     args = parser.parse_args()
-    results = asyncio.run(run(args.pages, args.runs))
+    results = asyncio.run(run(args.pages, args.runs, args.profile))
     times = [seconds for seconds, _ in results]
     good = [s < LIMIT_SECONDS and set(codes) == {1012} for s, codes in results]
     print(

@@ -202,6 +202,12 @@ LIVEROOM_BROADCAST_TIMEOUT = env_number("LIVEROOM_BROADCAST_TIMEOUT", 2.0)
 # Seconds between connection-indicator refreshes; 0 turns them off. The page shows
 # "reconnecting…" after 15 s without one (static/liveroom/liveroom.css): keep this at most 5.
 LIVEROOM_HEARTBEAT_SECONDS = env_number("LIVEROOM_HEARTBEAT_SECONDS", 5.0)
+# Rooms whose rendered member list a process keeps for page loads and snapshots (least recently
+# used first out; a room also goes when the process's last page of it closes).
+LIVEROOM_CACHED_ROOMS = env_number("LIVEROOM_CACHED_ROOMS", 256)
+# Threads a process reads the database with for its room pages (snapshots); at most this many
+# run at once, and none waits behind the threads that serve HTTP requests.
+LIVEROOM_READ_THREADS = env_number("LIVEROOM_READ_THREADS", 4)
 # Seconds between each process's checks that its pages are up to date and Redis is the same.
 LIVEROOM_WATCH_INTERVAL = env_number("LIVEROOM_WATCH_INTERVAL", 1.0)
 

@@ -14,6 +14,7 @@ from redis import Redis
 
 from liveroom.asgi import application
 from liveroom.presence import stores
+from liveroom.rooms.fragments import member_lists
 from tests.browsers import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import Daphne, empty_database, server_environment
 
@@ -43,6 +44,7 @@ def fresh_process_state(settings) -> Iterator[None]:
     cached lists.)"""
     settings.LIVEROOM_KEY_PREFIX = "test-" + uuid.uuid4().hex[:8]  # presence kept in Redis
     stores.reset()
+    member_lists.clear()  # ids start again from 1 in each test's database
     yield
     if settings.REDIS_URL:
         delete_keys(settings.REDIS_URL, settings.LIVEROOM_KEY_PREFIX)

@@ -192,6 +192,20 @@ async def test_a_gap_in_versions_is_healed_with_a_fresh_list() -> None:
     await socket.disconnect()
 
 
+async def test_changes_published_out_of_order_reach_the_page_in_order_with_no_fresh_list() -> None:
+    # Requests publish independently: the later change may reach the layer first.
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    await receive_snapshot(socket)
+    room = await Room.objects.aget(slug=Room.DEFAULT_SLUG)
+    layer = get_channel_layer()
+    await layer.group_send(room_group(room.slug), await room_event(room.version + 2, 0, "<p>2</p>"))
+    await layer.group_send(room_group(room.slug), await room_event(room.version + 1, 0, "<p>1</p>"))
+    assert [await socket.receive_from(), await socket.receive_from()] == ["<p>1</p>", "<p>2</p>"]
+    assert await socket.receive_nothing(timeout=1)  # past the gap time: no whole list
+    await socket.disconnect()
+
+
 async def test_every_socket_gets_every_change_in_order() -> None:
     alice = await new_member("Alice")
     sockets = [await open_socket(alice) for _ in range(5)]

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 
 import pytest
 from channels.db import database_sync_to_async
@@ -16,7 +17,7 @@ from liveroom.live import core as core_module
 from liveroom.live.close_codes import NOT_A_MEMBER
 from liveroom.live.core import live_core
 from liveroom.live.messages import room_group
-from liveroom.live.page import FORWARD, HANDLE, SKIP, PageState
+from liveroom.live.page import FORWARD, HANDLE, HOLD, SKIP, PageState
 from liveroom.models import Member, Room
 from liveroom.rooms import fragments
 from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
@@ -57,9 +58,32 @@ def test_the_next_version_is_forwarded_and_repeats_are_skipped() -> None:
     assert [state.triage(change(6)), state.triage(change(4))] == [SKIP, SKIP]
 
 
-def test_a_gap_or_the_pages_own_member_needs_handling() -> None:
-    assert shown_page(version=5).triage(change(7)) is HANDLE  # 6 was missed
+def test_the_pages_own_member_needs_handling() -> None:
     assert shown_page(version=5, member_id=7).triage(change(6, member_id=7)) is HANDLE
+
+
+def test_an_early_change_is_held_until_the_one_before_it_comes() -> None:
+    state = shown_page(version=5)
+    assert state.triage(change(7)) is HOLD
+    assert state.triage(change(8)) is HOLD
+    assert state.next_held() is None  # 6 has not come
+    assert state.gap_open()
+    assert state.triage(change(6)) is FORWARD
+    released = [state.next_held(), None]
+    assert released[0]["version"] == 7
+    assert state.triage(released[0]) is FORWARD
+    assert state.triage(state.next_held()) is FORWARD
+    assert (state.version, state.next_held(), state.gap_open()) == (8, None, False)
+
+
+def test_a_snapshot_closes_the_gap_it_covers() -> None:
+    state = shown_page(version=5)
+    state.triage(change(7))
+    state.triage(change(9))
+    state.shown(member_id=1, version=7, presence_sequence=3)
+    assert state.gap_open()  # 9 still waits for 8
+    state.shown(member_id=1, version=9, presence_sequence=3)
+    assert not state.gap_open()
 
 
 def test_presence_in_the_snapshot_is_skipped_and_a_late_one_handled() -> None:
@@ -183,7 +207,8 @@ async def test_rooms_opened_and_closed_leave_nothing_behind_in_the_core() -> Non
 
     await asyncio.gather(*(visit(index) for index in range(rooms)))
     await asyncio.gather(*core.handlers)  # the unsubscriptions under way
-    assert (core.groups, core.member_lists, core.list_frames, core.subscribed) == ({}, {}, {}, {})
+    assert (core.groups, core.list_frames, core.subscribed) == ({}, {}, {})
+    assert fragments.member_lists.rooms() == []
 
 
 def make_members(count: int) -> list[str]:
@@ -242,3 +267,41 @@ async def test_pages_connecting_together_share_one_render_of_the_list(monkeypatc
     assert renders == ["lobby"]
     for socket in sockets:
         await socket.disconnect()
+
+
+@pytest.mark.django_db
+def test_page_loads_at_one_version_render_the_list_once(monkeypatch, client) -> None:
+    renders = []
+    render = fragments.render_member_list
+    monkeypatch.setattr(
+        fragments, "render_member_list", lambda slug: renders.append(slug) or render(slug)
+    )
+    members = [Client() for _ in range(5)]
+    for number, member in enumerate(members):
+        assert member.post("/room/join/", {"name": f"Guest {number}"}).status_code == 302
+    pages = [member.get("/room/").content.decode() for member in members * 3]
+    assert renders == ["lobby"]  # fifteen loads at version 5
+    assert all(page.count("member--you") == 1 for page in pages)
+    assert all(page.count('<li id="member-') == 5 for page in pages)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_whose_page_is_current_gets_only_its_own_part() -> None:
+    alice = await new_member("Alice")
+    await new_member("Bob")
+    page = (await database_sync_to_async(alice.get)("/room/")).content.decode()
+    path = re.search(r'ws-connect="([^"]+)"', page)[1].replace("&amp;", "&")
+    current = WebsocketCommunicator(application, path, headers=socket_headers(alice))
+    assert (await current.connect())[0]
+    first = await current.receive_from()
+    assert first.startswith('<p id="connection"')  # its own part: no list again
+    assert "2 people here" in first
+    assert await current.receive_nothing(timeout=0.2)
+    await current.disconnect()
+
+    await new_member("Carol")  # the page's list is now behind
+    behind = WebsocketCommunicator(application, path, headers=socket_headers(alice))
+    assert (await behind.connect())[0]
+    assert "Carol" in await receive_snapshot(behind)
+    await behind.disconnect()

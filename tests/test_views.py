@@ -70,7 +70,7 @@ def test_the_room_lists_members_in_join_order_and_marks_you(alice: Client, bob: 
     assert f'<li id="member-{bob_id}" class="member member--you">' in html
     assert html.count("member--you") == 1
     assert "3 people here" in html
-    assert 'ws-connect="/ws/room/"' in html
+    assert 'ws-connect="/ws/room/?v=3&amp;p=0"' in html  # version 3: three joins
     assert 'aria-live="polite"' in html
 
 

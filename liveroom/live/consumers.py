@@ -5,6 +5,7 @@ group's messages. Every write goes through the page's socket as a frame (liveroo
 """
 
 import logging
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -14,7 +15,7 @@ from django.http.cookie import parse_cookie
 
 from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from liveroom.live.core import live_core
-from liveroom.live.messages import PRESENCE_EVENT, ROOMS_GROUP, Message, room_group
+from liveroom.live.messages import ROOMS_GROUP, Message, room_group
 from liveroom.live.page import FORWARD, Decision, PageState
 from liveroom.live.sockets import AsgiSocket, socket_for, text_frame
 from liveroom.rooms import fragments
@@ -30,6 +31,16 @@ def session_key_of(scope: dict) -> str:
         value.decode("latin1") for name, value in scope["headers"] if name == b"cookie"
     )
     return parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME, "")
+
+
+def page_shows(scope: dict) -> tuple[int, int] | None:
+    """The room version and presence sequence the page was rendered at, from the `v` and `p` of
+    its socket's URL (templates/room.html); None if it does not say."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    try:
+        return int(query["v"][0]), int(query["p"][0])
+    except (KeyError, ValueError):
+        return None
 
 
 class LivePage(AsyncWebsocketConsumer):
@@ -84,6 +95,7 @@ class RoomConsumer(LivePage):
         self.group_name = room_group(self.room_slug)
         self.state = PageState()
         self.session_key = session_key_of(self.scope)
+        self.page_shows = page_shows(self.scope)
         # Accept before refusing: a refused handshake reaches the browser as 1006, which htmx
         # retries; an accepted socket closed with NOT_A_MEMBER is not retried.
         await self.accept()
@@ -97,7 +109,7 @@ class RoomConsumer(LivePage):
         if self.state.member_id is None:
             return  # closed: not a member, or the database is down
         for message in self.state.release_waiting():  # versions keep them right in any order
-            await self.handle(message)
+            self.core.deliver_to(self, message)
         self.socket.forget_handshake()  # the page's cookie was all it needed of its headers
         self.core.watch(self)
 
@@ -116,22 +128,17 @@ class RoomConsumer(LivePage):
     def triage(self, message: Message) -> Decision:
         return self.state.triage(message)
 
+    def next_held(self) -> Message | None:
+        return self.state.next_held()
+
+    def gap_open(self) -> bool:
+        return self.state.gap_open()
+
     async def handle(self, message: Message) -> None:
-        match self.triage(message):
-            case Decision.FORWARD:
-                self.write(message["html"])
-            case Decision.HANDLE if message["type"] == PRESENCE_EVENT:
-                # Late: its states may be older than what the page shows. The store's current
-                # states of the same members are newer than any message.
-                html = await database_sync_to_async(fragments.render_presence_now)(
-                    room_slug=self.room_slug, member_ids=message["members"]
-                )
-                self.write(html)
-            case Decision.HANDLE if message["type"] == "room.change":
-                if message["member_id"] == self.member_id:
-                    await self.own_membership_changed(left=message["left"])
-                else:
-                    await self.send_snapshot()
+        """What triage decided to HANDLE: a change of the page's own member (a presence message
+        that came late goes through LiveCore.send_presence_now)."""
+        if message["type"] == "room.change":
+            await self.own_membership_changed(left=message["left"])
 
     async def own_membership_changed(self, *, left: bool) -> None:
         if left:
@@ -161,8 +168,12 @@ class RoomConsumer(LivePage):
         ):
             return  # read before a change this page has already shown
         assert self.room_slug is not None
-        self.socket.send(self.core.list_frame(self.room_slug, snapshot.members_html))
+        # A page whose load rendered this very list needs only its own part.
+        if not first or self.page_shows != (snapshot.version, snapshot.presence_sequence):
+            self.socket.send(self.core.list_frame(self.room_slug, snapshot.members_html))
         self.write(snapshot.own_html)
+        if (held := self.state.next_held()) is not None:  # came early, now next
+            self.core.deliver_to(self, held)
 
 
 class RoomsConsumer(LivePage):
@@ -190,6 +201,12 @@ class RoomsConsumer(LivePage):
 
     def triage(self, message: Message) -> Decision:
         return FORWARD
+
+    def next_held(self) -> Message | None:
+        return None
+
+    def gap_open(self) -> bool:
+        return False
 
     async def handle(self, message: Message) -> None:
         self.write(message["html"])

@@ -9,7 +9,10 @@
   snapshot, Redis is checked (pages are asked to reconnect when it went away or was replaced),
   group memberships are renewed before any layer can expire them, and heartbeats go out.
 - Presence counting (a Tracker) and what it reports: rendered per room and published.
-- The cached member lists and their frames: one per room with pages here, gone with its last.
+- The frames of the rooms' member lists, and the reader threads snapshots are made in: at most
+  LIVEROOM_READ_THREADS at once, never queued behind the threads that serve HTTP requests. A
+  room's list (liveroom/rooms/fragments.py, shared with page loads) and frame go with its last
+  page here.
 
 Its tasks are supervised: a message that fails is logged and the other pages still get it; a
 task that dies is logged, counted and started again. Nothing here waits on the event loop from
@@ -36,7 +39,8 @@ from liveroom.live.messages import (
     RoomPresenceChange,
     room_group,
 )
-from liveroom.live.page import FORWARD, HANDLE, Page
+from liveroom.live.page import FORWARD, GAP_SECONDS, HANDLE, HOLD, Page
+from liveroom.live.readers import Readers
 from liveroom.live.redis_check import RedisCheck
 from liveroom.live.sockets import text_frame
 from liveroom.presence import PresenceChange, stores
@@ -61,8 +65,8 @@ class LiveCore:
         self.channel: str | None = None
         self.subscribed: dict[str, float] = {}  # group -> when it was last added
         self.subscription_lock = asyncio.Lock()
-        self.member_lists: dict[str, fragments.MemberList] = {}
         self.list_frames: dict[str, tuple[str, bytes]] = {}
+        self.readers = Readers(settings.LIVEROOM_READ_THREADS)
         self.tracker: Tracker | None = None
         self.room_list = publish.RoomListRefresh()
         self.tasks: dict[str, asyncio.Task] = {}  # supervised, by name
@@ -105,7 +109,7 @@ class LiveCore:
             return
         del self.groups[group]
         if page.room_slug is not None:
-            self.member_lists.pop(page.room_slug, None)
+            fragments.member_lists.forget(page.room_slug)
             self.list_frames.pop(page.room_slug, None)
         self.spawn(self.unsubscribe_if_unused(group))
 
@@ -168,19 +172,12 @@ class LiveCore:
     async def deliver(self, message: Message) -> None:
         """Hand `message` to every page of its group; one page's failure is not another's."""
         pages = list(self.groups.get(message["group"], ()))
-        frame = None  # framed at most once, for every page that forwards it as is
+        frames: dict[int, bytes] = {}  # each message framed at most once, for every page
         late: list[Page] = []
         next_yield = time.perf_counter() + PASS_SECONDS
         for page in pages:
             try:
-                decision = page.triage(message)
-                if decision is FORWARD:
-                    frame = frame or text_frame(message["html"])
-                    page.socket.send(frame)
-                elif decision is HANDLE and message["type"] == PRESENCE_EVENT:
-                    late.append(page)
-                elif decision is HANDLE:
-                    self.spawn(page.handle(message))
+                self.hand(page, message, frames, late)
             except Exception:
                 self.failed_deliveries += 1
                 logger.exception("A %s message was not delivered to one page", message["type"])
@@ -189,6 +186,36 @@ class LiveCore:
                 next_yield = time.perf_counter() + PASS_SECONDS
         if late and message["type"] == PRESENCE_EVENT:
             self.spawn(self.send_presence_now(message["members"], late))
+
+    def hand(
+        self, page: Page, message: Message | None, frames: dict[int, bytes], late: list[Page]
+    ) -> None:
+        """`message`, then any held change it makes next, as the page decides."""
+        while message is not None:
+            decision = page.triage(message)
+            if decision is FORWARD:
+                if (frame := frames.get(id(message))) is None:
+                    frame = frames[id(message)] = text_frame(message["html"])
+                page.socket.send(frame)
+            elif decision is HOLD:
+                self.loop.call_later(GAP_SECONDS, self.check_gap, page)
+            elif decision is HANDLE and message["type"] == PRESENCE_EVENT:
+                late.append(page)
+            elif decision is HANDLE:
+                self.spawn(page.handle(message))
+            message = page.next_held() if decision is FORWARD else None
+
+    def deliver_to(self, page: Page, message: Message) -> None:
+        """One message to one page, as `deliver` would hand it."""
+        late: list[Page] = []
+        self.hand(page, message, {}, late)
+        if late and message["type"] == PRESENCE_EVENT:
+            self.spawn(self.send_presence_now(message["members"], late))
+
+    def check_gap(self, page: Page) -> None:
+        """A change held for GAP_SECONDS still lacks the one before it: that one was lost."""
+        if page in self.groups.get(page.group_name, ()) and page.gap_open():
+            self.spawn(page.send_snapshot())
 
     async def send_presence_now(self, member_ids: list[int], pages: list[Page]) -> None:
         """A late presence message (processes publish independently) may be older than what
@@ -212,14 +239,14 @@ class LiveCore:
         room's version is the same."""
         room_slug = page.room_slug
         assert room_slug is not None
-        snapshot = await database_sync_to_async(fragments.snapshot)(
+        snapshot = await self.readers.run(
+            fragments.snapshot,
             room_slug=room_slug,
             session_key=session_key,
-            member_lists=self.member_lists,
             check_session=check_session,
         )
         if page.group_name not in self.groups:  # the room's last page closed meanwhile
-            self.member_lists.pop(room_slug, None)
+            fragments.member_lists.forget(room_slug)
         return snapshot
 
     def list_frame(self, room_slug: str, members_html: str) -> bytes:
@@ -353,10 +380,13 @@ class LiveCore:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.tracker is not None:
             await self.tracker.aclose()
+        for room_slug in [page.room_slug for pages in self.groups.values() for page in pages]:
+            if room_slug is not None:
+                fragments.member_lists.forget(room_slug)
         self.groups.clear()
         self.present.clear()
-        self.member_lists.clear()
         self.list_frames.clear()
+        self.readers.close()
 
 
 def room_versions(slugs: set[str | None]) -> dict[str, int]:

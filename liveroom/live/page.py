@@ -2,9 +2,11 @@
 
 A page shows the room at one `version` (of memberships) and one presence `sequence`. Messages
 arrive from several processes in any order, some twice, some never: a page forwards a message
-that is exactly next, skips what it has shown, and handles the rest (a gap is healed with a
-fresh snapshot; a late presence message with the members' current states). Plain state, no
-I/O: the LiveCore and the consumer act on the decisions.
+that is exactly next, skips what it has shown, holds a change that came early (the one before it
+is usually a moment behind: requests publish independently) and handles the rest (a gap still
+open after GAP_SECONDS is healed with a fresh snapshot; a late presence message with the
+members' current states). Plain state, no I/O: the LiveCore and the consumer act on the
+decisions.
 """
 
 from enum import Enum
@@ -18,9 +20,12 @@ class Decision(Enum):
     FORWARD = "forward"  # send the message's HTML as it is (now counted as shown)
     SKIP = "skip"  # shown already, or kept until the page has its first list
     HANDLE = "handle"  # needs more than a forward: Page.handle()
+    HOLD = "hold"  # early: kept until the change before it comes (PageState.next_held)
 
 
-FORWARD, SKIP, HANDLE = Decision.FORWARD, Decision.SKIP, Decision.HANDLE
+FORWARD, SKIP, HANDLE, HOLD = Decision.FORWARD, Decision.SKIP, Decision.HANDLE, Decision.HOLD
+
+GAP_SECONDS = 0.5  # how long an early change waits for the one before it
 
 
 class PageState:
@@ -34,6 +39,7 @@ class PageState:
         self.presence_base = self.presence_seen = 0
         # Room messages that arrive before the first list is sent wait here, then go in order.
         self.waiting: list[Message] | None = []
+        self.held: dict[int, Message] = {}  # changes that came early, by version
 
     def shown(self, *, member_id: int, version: int, presence_sequence: int) -> bool:
         """A snapshot at `version` reached the page; False if it is older than what it shows."""
@@ -41,7 +47,17 @@ class PageState:
             return False
         self.member_id, self.version = member_id, version
         self.presence_base = self.presence_seen = presence_sequence
+        self.held = {held: message for held, message in self.held.items() if held > version}
         return True
+
+    def next_held(self) -> Message | None:
+        """The held change that is next now, if any (triage it like a new one)."""
+        return self.held.pop(self.version + 1, None)
+
+    def gap_open(self) -> bool:
+        """Whether a held change still waits for one that has not come."""
+        self.held = {held: message for held, message in self.held.items() if held > self.version}
+        return bool(self.held)
 
     def release_waiting(self) -> list[Message]:
         """The messages that came before the first list; from now on none wait."""
@@ -65,8 +81,11 @@ class PageState:
         version = message["version"]
         if version <= self.version:
             return SKIP  # a repeat, or older than the page's list
-        if message["member_id"] == self.member_id or version > self.version + 1:
-            return HANDLE  # this page's own member changed, or a change was missed
+        if version > self.version + 1:
+            self.held[version] = message
+            return HOLD  # early, or the one before it was lost: GAP_SECONDS tell
+        if message["member_id"] == self.member_id:
+            return HANDLE  # this page's own member changed
         self.version = version
         return FORWARD
 
@@ -83,6 +102,10 @@ class Page(Protocol):
     ready: bool  # has its first list
 
     def triage(self, message: Message) -> Decision: ...
+
+    def next_held(self) -> Message | None: ...
+
+    def gap_open(self) -> bool: ...
 
     async def handle(self, message: Message) -> None: ...
 

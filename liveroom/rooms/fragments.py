@@ -3,7 +3,8 @@ rooms.html), the same partials that render the pages, so a pushed change and a p
 drift apart. Rendering only: sending is the live transport's business (liveroom/live/).
 """
 
-from collections.abc import MutableMapping
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -34,13 +35,66 @@ class MemberList:
         return len(self.entries)
 
     def render(self, presence: RoomPresence) -> str:
-        """The whole list with `presence`; presence changes cost a join, not a render."""
+        """The whole list with `presence`, for a snapshot; presence changes cost a join, not a
+        render. Not thread-safe: through MemberLists.render."""
         if presence != self.presence:
             online = presence.online
             entries = [both[member_id not in online] for member_id, both in self.entries.items()]
             html = render_to_string(f"{ROOM_TEMPLATE}#rendered-members", {"entries": entries})
             self.presence, self.html = presence, html.strip()
         return self.html
+
+    def page_entries(self, presence: RoomPresence, me_id: int, me_html: str) -> str:
+        """The entries for the room page of member `me_id`, whose own entry is `me_html`."""
+        online = presence.online
+        return "".join(
+            me_html if member_id == me_id else both[member_id not in online]
+            for member_id, both in self.entries.items()
+        )
+
+
+class MemberLists:
+    """Each room's member list as last rendered in this process, shared by every page load and
+    snapshot while the room's version is the same: a thousand loads at one version render it
+    once. Renders run one at a time (they are CPU-bound: side by side they only take the event
+    loop's turns). At most `max_rooms` are kept, the least recently used going first; the live
+    transport forgets a room when its last page here closes."""
+
+    def __init__(self, max_rooms: int) -> None:
+        self.lock = threading.Lock()
+        self.lists: OrderedDict[str, MemberList] = OrderedDict()
+        self.max_rooms = max_rooms
+
+    def current(self, room_slug: str, room_id: int, version: int) -> MemberList:
+        """The room's list at `version` or later."""
+        with self.lock:
+            cached = self.lists.get(room_slug)
+            # The room id tells a room deleted and started again from the one that was cached.
+            if cached is None or cached.room_id != room_id or cached.version < version:
+                cached = self.lists[room_slug] = render_member_list(room_slug)
+            self.lists.move_to_end(room_slug)
+            while len(self.lists) > self.max_rooms:
+                self.lists.popitem(last=False)
+            return cached
+
+    def render(self, member_list: MemberList, presence: RoomPresence) -> str:
+        with self.lock:
+            return member_list.render(presence)
+
+    def forget(self, room_slug: str) -> None:
+        with self.lock:
+            self.lists.pop(room_slug, None)
+
+    def rooms(self) -> list[str]:
+        with self.lock:
+            return list(self.lists)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.lists.clear()
+
+
+member_lists = MemberLists(max_rooms=settings.LIVEROOM_CACHED_ROOMS)
 
 
 @dataclass(frozen=True)
@@ -130,17 +184,9 @@ def session_is_live(session_key: str) -> bool:
     return store.session_key == session_key
 
 
-def snapshot(
-    *,
-    room_slug: str,
-    session_key: str,
-    member_lists: MutableMapping[str, MemberList],
-    check_session: bool,
-) -> Snapshot | None:
+def snapshot(*, room_slug: str, session_key: str, check_session: bool) -> Snapshot | None:
     """The room as seen by one member, or None if the session is not a member (or, with
-    `check_session`, no longer a live session). `member_lists` holds each room's list as last
-    rendered, reused while the room's version is the same: read and updated here, when the
-    snapshot is made, so snapshots queued together render a list once."""
+    `check_session`, no longer a live session)."""
     if check_session and not session_is_live(session_key):
         return None
     me = Member.objects.filter(room__slug=room_slug, session_key=session_key).first()
@@ -148,19 +194,22 @@ def snapshot(
         return None
     room_id, version = Room.objects.filter(slug=room_slug).values_list("id", "version").get()
     presence = room_presence(room_slug)
-    member_list = member_lists.get(room_slug)
-    # The room id tells a room deleted and started again from the one that was cached.
-    if member_list is None or (member_list.room_id, member_list.version) != (room_id, version):
-        member_list = member_lists[room_slug] = render_member_list(room_slug)
+    member_list = member_lists.current(room_slug, room_id, version)
     context = {"me": me, "count": member_list.count, "oob": True} | presence_context(presence)
     return Snapshot(
         version=member_list.version,
         presence_sequence=presence.sequence,
         member_id=me.pk,
         member_list=member_list,
-        members_html=member_list.render(presence),
-        own_html=render_to_string(f"{ROOM_TEMPLATE}#snapshot-you", context),
+        members_html=member_lists.render(member_list, presence),
+        own_html=render_to_string(f"{ROOM_TEMPLATE}#snapshot-you", context).strip(),
     )
+
+
+def render_own_entry(me: Member, presence: RoomPresence) -> str:
+    """A member's own entry, marked "you"."""
+    context = {"member": me, "me": me} | presence_context(presence)
+    return render_to_string(f"{ROOM_TEMPLATE}#member", context)
 
 
 def render_member_list(room_slug: str) -> MemberList:

@@ -1,10 +1,16 @@
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from liveroom.presence import room_presence
 from liveroom.rooms.forms import JoinForm
-from liveroom.rooms.fragments import presence_context, rooms_with_members
+from liveroom.rooms.fragments import (
+    member_lists,
+    presence_context,
+    render_own_entry,
+    rooms_with_members,
+)
 from liveroom.rooms.idle import remove_idle_members
 from liveroom.rooms.membership import member_join, member_leave
 from liveroom.rooms.models import Member, Room
@@ -43,14 +49,21 @@ def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     me = current_member(request, room)
     if me is None:
         return redirect(room.join_url)
-    members = list(room.members.all())
+    # The list this process keeps for the room's version: rendered once for every load.
+    member_list = member_lists.current(room.slug, room.pk, room.version)
+    presence = room_presence(room.slug)
     context = {
         "room": room,
         "me": me,
-        "members": members,
-        "count": len(members),
+        "members_html": mark_safe(  # entries rendered from the template, names escaped
+            member_list.page_entries(presence, me.pk, render_own_entry(me, presence))
+        ),
+        "count": member_list.count,
+        # The socket is told what the page shows, and sends only what it lacks.
+        "version": member_list.version,
+        "presence_sequence": presence.sequence,
         "name_max_length": Member.NAME_MAX_LENGTH,
-    } | presence_context(room_presence(room.slug))
+    } | presence_context(presence)
     return render(request, "room.html", context)
 
 

@@ -1,0 +1,266 @@
+"""Arrival: N people arrive, C at a time, each as a browser does.
+
+    python -m bench.arrival                              # N = 1,000, C = 50, one process
+    python -m bench.arrival --people 5000 --at-once 100 --servers 2
+    python -m bench.arrival --people 20 --at-once 5 --smoke   # run by the test suite
+
+Each person GETs the join page, POSTs the form, follows the redirect to the room page, opens
+the room socket (with the page's cookies and Origin) and waits for its first message; the
+socket then stays open, as the page's would. Any error, a status other than the expected one,
+or a step over 30 s counts as a failure. The same arrival runs against bench/bare_room.py, a
+bare single-process server with the same contract, in the same invocation, so the ratio holds
+on a noisy machine. liveroom is started the way production runs it (`python -m
+liveroom.server`, DATABASE_URL and REDIS_URL from the environment, presence and heartbeats on,
+join limits lifted); the load client shares the machine's cores.
+
+Prints per-arrival p50/p99, the time until all arrived, failures, the server's CPU time and the
+bytes each person received.
+"""
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from subprocess import Popen
+
+import aiohttp
+
+from tests.servers import ROOT, Daphne, empty_database, free_port, server_environment
+
+STEP_SECONDS = 30
+
+
+@dataclass
+class Result:
+    server: str
+    people: int
+    at_once: int
+    processes: int
+    arrived: int
+    failures: int
+    p50_s: float
+    p99_s: float
+    max_s: float
+    all_arrived_s: float
+    server_cpu_s: float
+    kib_per_person: float
+    failure_kinds: dict[str, int] = field(default_factory=dict)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] if ordered else float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Person:
+    def __init__(self, number: int, base: str) -> None:
+        self.number = number
+        self.base = base
+        self.received = 0
+        self.session: aiohttp.ClientSession | None = None
+        self.socket: aiohttp.ClientWebSocketResponse | None = None
+
+    async def arrive(self) -> None:
+        """The four steps; raises on anything a browser would show as broken."""
+        timeout = aiohttp.ClientTimeout(total=STEP_SECONDS)
+        self.session = session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=timeout
+        )
+        async with session.get(f"{self.base}/room/join/") as response:
+            expect(response.status, 200, "join page")
+            self.received += len(await response.read())
+        token = session.cookie_jar.filter_cookies(self.base).get("csrftoken")
+        form = {
+            "name": f"Person {self.number}",
+            "csrfmiddlewaretoken": token.value if token else "",
+        }
+        headers = {"Referer": f"{self.base}/room/join/", "Origin": self.base}
+        async with session.post(
+            f"{self.base}/room/join/", data=form, headers=headers, allow_redirects=False
+        ) as response:
+            expect(response.status, 302, "join")
+            location = response.headers["Location"]
+        async with session.get(f"{self.base}{location}") as response:
+            expect(response.status, 200, "room page")
+            page = await response.text()
+            self.received += len(page)
+        path = socket_path(page)
+        self.socket = await session.ws_connect(
+            f"{self.base.replace('http', 'ws', 1)}{path}",
+            headers={"Origin": self.base},
+            autoping=True,
+            heartbeat=None,
+            max_msg_size=0,
+        )
+        message = await self.socket.receive(timeout=STEP_SECONDS)
+        if message.type != aiohttp.WSMsgType.TEXT:
+            raise Failure(f"socket closed before its first message ({message.data})")
+        self.received += len(message.data)
+
+    async def leave(self) -> None:
+        if self.socket is not None:
+            await self.socket.close()
+        if self.session is not None:
+            await self.session.close()
+
+
+class Failure(Exception):
+    pass
+
+
+def expect(status: int, wanted: int, step: str) -> None:
+    if status != wanted:
+        raise Failure(f"{step} answered {status}")
+
+
+def socket_path(page: str) -> str:
+    start = page.index("ws-connect=") + len("ws-connect=")
+    quote = page[start]
+    if quote in "\"'":
+        return page[start + 1 : page.index(quote, start + 1)].replace("&amp;", "&")
+    return page[start:].split(">", 1)[0].split()[0]
+
+
+async def arrive_all(bases: list[str], people: int, at_once: int) -> tuple[list, dict, float, int]:
+    limit = asyncio.Semaphore(at_once)
+    times, failures, received = [], {}, 0
+    persons = [Person(i, bases[i % len(bases)]) for i in range(people)]
+
+    async def one(person: Person) -> None:
+        nonlocal received
+        async with limit:
+            started = time.perf_counter()
+            try:
+                await person.arrive()
+            except Exception as error:
+                kind = str(error) if isinstance(error, Failure) else type(error).__name__
+                failures[kind] = failures.get(kind, 0) + 1
+                return
+            times.append(time.perf_counter() - started)
+            received += person.received
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(person) for person in persons))
+    elapsed = time.perf_counter() - started
+    await asyncio.gather(*(person.leave() for person in persons), return_exceptions=True)
+    return times, failures, elapsed, received
+
+
+async def measure(
+    name: str, bases: list[str], pids: list[int], people: int, at_once: int
+) -> Result:
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
+    times, failures, elapsed, received = await arrive_all(bases, people, at_once)
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+    return Result(
+        server=name,
+        people=people,
+        at_once=at_once,
+        processes=len(pids),
+        arrived=len(times),
+        failures=sum(failures.values()),
+        p50_s=round(percentile(times, 0.5), 3),
+        p99_s=round(percentile(times, 0.99), 3),
+        max_s=round(max(times, default=float("nan")), 3),
+        all_arrived_s=round(elapsed, 2),
+        server_cpu_s=round(cpu, 2),
+        kib_per_person=round(received / max(1, len(times)) / 1024, 1),
+        failure_kinds=failures,
+    )
+
+
+def print_result(result: Result) -> None:
+    print(
+        f"{result.server:<9} N={result.people} C={result.at_once} processes={result.processes}: "
+        f"arrived {result.arrived}, failures {result.failures}"
+        f"{' ' + json.dumps(result.failure_kinds) if result.failure_kinds else ''}; "
+        f"arrival p50/p99/max {result.p50_s:.2f}/{result.p99_s:.2f}/{result.max_s:.2f} s; "
+        f"all arrived after {result.all_arrived_s:.1f} s; server CPU {result.server_cpu_s:.1f} s; "
+        f"{result.kib_per_person:.1f} KiB a person",
+        flush=True,
+    )
+
+
+async def run_liveroom(people: int, at_once: int, processes: int) -> Result:
+    work = Path(tempfile.mkdtemp(prefix="liveroom-arrival-"))
+    env = server_environment(work)
+    env.pop("LIVEROOM_HEARTBEAT_SECONDS")  # production's defaults: heartbeats and presence
+    env.pop("LIVEROOM_PRESENCE")
+    empty_database(env)
+    servers = [Daphne(env, work / f"server-{i}.log").start() for i in range(processes)]
+    try:
+        return await measure(
+            "liveroom",
+            [server.url for server in servers],
+            [server.process.pid for server in servers],
+            people,
+            at_once,
+        )
+    finally:
+        for server in servers:
+            server.stop()
+
+
+async def run_bare(people: int, at_once: int) -> Result:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.bare_room", "--port", str(port)]
+    process = Popen(command, cwd=ROOT)  # noqa: ASYNC220 (started once, before measuring)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.get(f"{base}/room/join/") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+        return await measure("bare", [base], [process.pid], people, at_once)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+async def run(args: argparse.Namespace) -> list[Result]:
+    liveroom = await run_liveroom(args.people, args.at_once, args.servers)
+    print_result(liveroom)
+    results = [liveroom]
+    if not args.no_reference:
+        bare = await run_bare(args.people, args.at_once)
+        print_result(bare)
+        results.append(bare)
+        cpu = liveroom.server_cpu_s / max(bare.server_cpu_s, 0.01)
+        p99 = liveroom.p99_s / max(bare.p99_s, 0.001)
+        print(f"liveroom / bare: server CPU x{cpu:.1f}, arrival p99 x{p99:.1f}", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=1000)
+    parser.add_argument("--at-once", type=int, default=50)
+    parser.add_argument("--servers", type=int, default=1, help="liveroom processes")
+    parser.add_argument("--no-reference", action="store_true", help="skip the bare server")
+    parser.add_argument("--smoke", action="store_true", help="fail on any failure (tests)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    if any(result.failures for result in results):
+        sys.exit("some people did not arrive")
+
+
+if __name__ == "__main__":
+    main()
