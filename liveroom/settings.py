@@ -225,6 +225,9 @@ for name in ("LIVEROOM_PRESENCE_GRACE_SECONDS", "LIVEROOM_IDLE_REMOVAL_SECONDS")
         raise ImproperlyConfigured(f"{name} must be 0 or more, got {globals()[name]}.")
 if LIVEROOM_IDLE_REMOVAL_SECONDS and not LIVEROOM_PRESENCE:
     raise ImproperlyConfigured("LIVEROOM_IDLE_REMOVAL_SECONDS needs LIVEROOM_PRESENCE on.")
+for name in ("LIVEROOM_CACHED_ROOMS", "LIVEROOM_READ_THREADS"):
+    if globals()[name] < 1:
+        raise ImproperlyConfigured(f"{name} must be at least 1, got {globals()[name]}.")
 if LIVEROOM_PRESENCE_EXPIRY_SECONDS < 1:
     raise ImproperlyConfigured("LIVEROOM_PRESENCE_EXPIRY_SECONDS must be at least 1.")
 

@@ -45,3 +45,10 @@ def test_a_malformed_number_is_a_clear_error() -> None:
     result = load_settings(DEBUG="1", LIVEROOM_WATCH_INTERVAL="soon")
     assert result.returncode != 0
     assert "LIVEROOM_WATCH_INTERVAL must be a number, got 'soon'" in result.stderr
+
+
+def test_a_process_needs_at_least_one_reader_thread_and_one_cached_room() -> None:
+    for name in ("LIVEROOM_READ_THREADS", "LIVEROOM_CACHED_ROOMS"):
+        result = load_settings(DEBUG="1", **{name: "0"})
+        assert result.returncode != 0
+        assert f"{name} must be at least 1, got 0." in result.stderr

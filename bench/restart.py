@@ -1,0 +1,170 @@
+"""Restart: a server with N open pages gets SIGTERM, and a replacement starts on its address.
+
+    python -m bench.restart                  # N = 2,000 pages, 3 runs
+    python -m bench.restart --pages 200 --runs 1
+
+Each page loads the room page and keeps its socket, reconnecting the way the htmx ws extension
+does: only after 1006, 1011, 1012 or 1013, with full-jitter backoff (a random wait up to 1 s,
+then up to 2 s, 4 s ... 64 s), to the same `ws-connect` URL. The server (`python -m
+liveroom.server`, DATABASE_URL and REDIS_URL from the environment, presence and heartbeats on)
+is sent SIGTERM; a replacement is started on the same port at once (the old one stops listening
+first). Prints how long the old process took to exit, the close codes the pages saw, and the time
+from SIGTERM until every page had its list again (its own part of a snapshot: the list itself
+only where the page was behind).
+"""
+
+import argparse
+import asyncio
+import random
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+
+from bench.fanout import Endpoint, join_members, percentile
+from tests.servers import Daphne, empty_database, server_environment
+
+RECONNECT_AFTER = {1006, 1011, 1012, 1013}
+OWN_PART = '<p id="connection"'  # a snapshot's own part opens with the indicator
+
+
+class Page:
+    def __init__(self, visitor, base: str) -> None:
+        self.cookies = {name: value for name, value in visitor.http.cookies.items()}
+        self.base = base
+        self.path = ""
+        self.codes: Counter[int] = Counter()
+        self.restored: float | None = None  # when the list was back after the restart
+        self.restart_at: float | None = None
+
+    async def load(self, session: aiohttp.ClientSession) -> None:
+        async with session.get(f"{self.base}/room/", cookies=self.cookies) as response:
+            page = await response.text()
+        self.path = re.search(r'ws-connect="([^"]+)"', page)[1].replace("&amp;", "&")
+
+    async def live(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                socket = await session.ws_connect(
+                    f"{self.base.replace('http', 'ws', 1)}{self.path}",
+                    headers={"Origin": self.base},
+                    cookies=self.cookies,
+                    heartbeat=None,
+                    max_msg_size=0,
+                )
+            except (aiohttp.ClientError, OSError):
+                code = 1006  # refused, or dropped before the handshake
+            else:
+                attempt = 0
+                code = await self.read(socket, stop)
+            if stop.is_set() or code not in RECONNECT_AFTER:
+                return
+            self.codes[code] += 1
+            attempt += 1
+            await asyncio.sleep(random.uniform(0, min(64, 2 ** (attempt - 1))))
+
+    async def read(self, socket, stop: asyncio.Event) -> int:
+        async for message in socket:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            if message.data.startswith(OWN_PART) and self.restart_at and not self.restored:
+                self.restored = time.monotonic()
+            if stop.is_set():
+                break
+        await socket.close()
+        return socket.close_code or 1006
+
+
+def start_on(env: dict, log: Path, port: int) -> Daphne:
+    """A server on `port` as soon as the old one has let go of it (as a supervisor retries)."""
+    for _ in range(100):
+        try:
+            return Daphne(env, log, port=port).start()
+        except RuntimeError:  # the address is still the old process's
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never came free")
+
+
+async def one_run(env: dict, work: Path, members: list, number: int) -> dict:
+    server = Daphne(env, work / f"server-{number}.log").start()
+    base = server.url
+    pages = [Page(visitor, base) for visitor, _ in members]
+    stop = asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=100)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(page.load(session) for page in pages))
+        tasks = [asyncio.create_task(page.live(session, stop)) for page in pages]
+        await asyncio.sleep(5 + len(pages) / 200)  # every page connected and settled
+        started = time.monotonic()
+        for page in pages:
+            page.restart_at = started
+        server.process.send_signal(signal.SIGTERM)
+        replacement = await asyncio.to_thread(start_on, env, work / f"server-{number}-next.log",
+                                              server.port)  # fmt: skip
+        await asyncio.to_thread(server.process.wait, 30)
+        exited = time.monotonic() - started
+        deadline = time.monotonic() + 120
+        while any(page.restored is None for page in pages) and time.monotonic() < deadline:  # noqa: ASYNC110 (polls the pages it counts)
+            await asyncio.sleep(0.2)
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    replacement.stop()
+    restored = [page.restored - started for page in pages if page.restored is not None]
+    codes = sum((page.codes for page in pages), Counter())
+    return {
+        "old_exit_s": round(exited, 2),
+        "codes": dict(sorted(codes.items())),
+        "restored": len(restored),
+        "pages": len(pages),
+        "median_s": round(statistics.median(restored), 2) if restored else None,
+        "p99_s": round(percentile(restored, 0.99), 2) if restored else None,
+        "last_s": round(max(restored), 2) if restored else None,
+    }
+
+
+async def run(pages: int, runs: int) -> list[dict]:
+    work = Path(tempfile.mkdtemp(prefix="liveroom-restart-"))
+    env = server_environment(work)
+    env.pop("LIVEROOM_HEARTBEAT_SECONDS")  # production's defaults: heartbeats and presence
+    env.pop("LIVEROOM_PRESENCE")
+    empty_database(env)
+    joiner = Daphne(env, work / "joins.log").start()
+    try:
+        members = await asyncio.to_thread(join_members, [Endpoint(joiner.url, joiner)], pages)
+    finally:
+        joiner.stop()
+    results = []
+    for number in range(runs):
+        result = await one_run(env, work, members, number)
+        print(
+            f"run {number + 1}: old process exited {result['old_exit_s']} s after SIGTERM; "
+            f"close codes {result['codes']}; {result['restored']} of {result['pages']} pages had "
+            f"their list again, median {result['median_s']} s, p99 {result['p99_s']} s, "
+            f"last {result['last_s']} s after SIGTERM",
+            flush=True,
+        )
+        results.append(result)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    results = asyncio.run(run(args.pages, args.runs))
+    if any(r["restored"] < r["pages"] or r["old_exit_s"] >= 5 for r in results):
+        sys.exit("a page did not get its list back, or the old process took 5 s or more")
+
+
+if __name__ == "__main__":
+    main()
