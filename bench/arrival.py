@@ -30,6 +30,7 @@ from pathlib import Path
 from subprocess import Popen
 
 import aiohttp
+from yarl import URL
 
 from tests.servers import ROOT, Daphne, empty_database, free_port, server_environment
 
@@ -80,7 +81,7 @@ class Person:
         async with session.get(f"{self.base}/room/join/") as response:
             expect(response.status, 200, "join page")
             self.received += len(await response.read())
-        token = session.cookie_jar.filter_cookies(self.base).get("csrftoken")
+        token = session.cookie_jar.filter_cookies(URL(self.base)).get("csrftoken")
         form = {
             "name": f"Person {self.number}",
             "csrfmiddlewaretoken": token.value if token else "",

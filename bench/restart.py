@@ -36,7 +36,9 @@ OWN_PART = '<p id="connection"'  # a snapshot's own part opens with the indicato
 
 class Page:
     def __init__(self, visitor, base: str) -> None:
-        self.cookies = {name: value for name, value in visitor.http.cookies.items()}
+        # Sent as a header: aiohttp's cookie jar keeps no cookies for an IP address.
+        cookie = "; ".join(f"{name}={value}" for name, value in visitor.http.cookies.items())
+        self.headers = {"Cookie": cookie, "Origin": base}
         self.base = base
         self.path = ""
         self.codes: Counter[int] = Counter()
@@ -44,7 +46,9 @@ class Page:
         self.restart_at: float | None = None
 
     async def load(self, session: aiohttp.ClientSession) -> None:
-        async with session.get(f"{self.base}/room/", cookies=self.cookies) as response:
+        async with session.get(f"{self.base}/room/", headers=self.headers) as response:
+            if response.status != 200:
+                raise RuntimeError(f"the room page answered {response.status}")
             page = await response.text()
         self.path = re.search(r'ws-connect="([^"]+)"', page)[1].replace("&amp;", "&")
 
@@ -54,8 +58,7 @@ class Page:
             try:
                 socket = await session.ws_connect(
                     f"{self.base.replace('http', 'ws', 1)}{self.path}",
-                    headers={"Origin": self.base},
-                    cookies=self.cookies,
+                    headers=self.headers,
                     heartbeat=None,
                     max_msg_size=0,
                 )
@@ -98,7 +101,8 @@ async def one_run(env: dict, work: Path, members: list, number: int) -> dict:
     pages = [Page(visitor, base) for visitor, _ in members]
     stop = asyncio.Event()
     connector = aiohttp.TCPConnector(limit=100)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    jar = aiohttp.DummyCookieJar()
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=jar) as session:
         await asyncio.gather(*(page.load(session) for page in pages))
         tasks = [asyncio.create_task(page.live(session, stop)) for page in pages]
         await asyncio.sleep(5 + len(pages) / 200)  # every page connected and settled
