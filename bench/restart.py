@@ -100,10 +100,16 @@ async def one_run(env: dict, work: Path, members: list, number: int) -> dict:
     base = server.url
     pages = [Page(visitor, base) for visitor, _ in members]
     stop = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=100)
+    connector = aiohttp.TCPConnector(limit=0)  # every socket holds a connection
     jar = aiohttp.DummyCookieJar()
     async with aiohttp.ClientSession(connector=connector, cookie_jar=jar) as session:
-        await asyncio.gather(*(page.load(session) for page in pages))
+        loads = asyncio.Semaphore(50)
+
+        async def load(page: Page) -> None:
+            async with loads:
+                await page.load(session)
+
+        await asyncio.gather(*(load(page) for page in pages))
         tasks = [asyncio.create_task(page.live(session, stop)) for page in pages]
         await asyncio.sleep(5 + len(pages) / 200)  # every page connected and settled
         started = time.monotonic()

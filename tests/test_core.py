@@ -17,7 +17,7 @@ from liveroom.live import core as core_module
 from liveroom.live.close_codes import NOT_A_MEMBER
 from liveroom.live.core import live_core
 from liveroom.live.messages import room_group
-from liveroom.live.page import FORWARD, HANDLE, HOLD, SKIP, PageState
+from liveroom.live.page import FORWARD, HANDLE, HOLD, RELEASE, SKIP, PageState
 from liveroom.models import Member, Room
 from liveroom.rooms import fragments
 from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
@@ -68,10 +68,10 @@ def test_an_early_change_is_held_until_the_one_before_it_comes() -> None:
     assert state.triage(change(8)) is HOLD
     assert state.next_held() is None  # 6 has not come
     assert state.gap_open()
-    assert state.triage(change(6)) is FORWARD
-    released = [state.next_held(), None]
-    assert released[0]["version"] == 7
-    assert state.triage(released[0]) is FORWARD
+    assert state.triage(change(6)) is RELEASE  # forward it, then what is next now
+    released = state.next_held()
+    assert released["version"] == 7
+    assert state.triage(released) is RELEASE
     assert state.triage(state.next_held()) is FORWARD
     assert (state.version, state.next_held(), state.gap_open()) == (8, None, False)
 

@@ -5,6 +5,7 @@ group's messages. Every write goes through the page's socket as a frame (liveroo
 """
 
 import logging
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -90,10 +91,13 @@ class LivePage(AsyncWebsocketConsumer):
 class RoomConsumer(LivePage):
     """One room page: a snapshot on connect, then each change's HTML."""
 
+    triage: Callable[[Message], Decision]  # its PageState's, bound in connect()
+
     async def connect(self) -> None:
         self.room_slug = self.scope["url_route"]["kwargs"].get("slug", Room.DEFAULT_SLUG)
         self.group_name = room_group(self.room_slug)
         self.state = PageState()
+        self.triage = self.state.triage  # on every message to every page: one call, not two
         self.session_key = session_key_of(self.scope)
         self.page_shows = page_shows(self.scope)
         # Accept before refusing: a refused handshake reaches the browser as 1006, which htmx
@@ -124,9 +128,6 @@ class RoomConsumer(LivePage):
     @property
     def ready(self) -> bool:
         return self.state.waiting is None
-
-    def triage(self, message: Message) -> Decision:
-        return self.state.triage(message)
 
     def next_held(self) -> Message | None:
         return self.state.next_held()

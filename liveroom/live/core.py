@@ -39,7 +39,7 @@ from liveroom.live.messages import (
     RoomPresenceChange,
     room_group,
 )
-from liveroom.live.page import FORWARD, GAP_SECONDS, HANDLE, HOLD, Page
+from liveroom.live.page import FORWARD, GAP_SECONDS, HANDLE, HOLD, RELEASE, Decision, Page
 from liveroom.live.readers import Readers
 from liveroom.live.redis_check import RedisCheck
 from liveroom.live.sockets import text_frame
@@ -172,12 +172,17 @@ class LiveCore:
     async def deliver(self, message: Message) -> None:
         """Hand `message` to every page of its group; one page's failure is not another's."""
         pages = list(self.groups.get(message["group"], ()))
-        frames: dict[int, bytes] = {}  # each message framed at most once, for every page
+        frame = None  # framed at most once, for every page that forwards it as is
         late: list[Page] = []
         next_yield = time.perf_counter() + PASS_SECONDS
         for page in pages:
             try:
-                self.hand(page, message, frames, late)
+                decision = page.triage(message)
+                if decision is FORWARD:  # nearly always: kept to the point
+                    frame = frame or text_frame(message["html"])
+                    page.socket.send(frame)
+                else:
+                    self.act(page, message, decision, late)
             except Exception:
                 self.failed_deliveries += 1
                 logger.exception("A %s message was not delivered to one page", message["type"])
@@ -187,28 +192,23 @@ class LiveCore:
         if late and message["type"] == PRESENCE_EVENT:
             self.spawn(self.send_presence_now(message["members"], late))
 
-    def hand(
-        self, page: Page, message: Message | None, frames: dict[int, bytes], late: list[Page]
-    ) -> None:
-        """`message`, then any held change it makes next, as the page decides."""
-        while message is not None:
-            decision = page.triage(message)
-            if decision is FORWARD:
-                if (frame := frames.get(id(message))) is None:
-                    frame = frames[id(message)] = text_frame(message["html"])
-                page.socket.send(frame)
-            elif decision is HOLD:
-                self.loop.call_later(GAP_SECONDS, self.check_gap, page)
-            elif decision is HANDLE and message["type"] == PRESENCE_EVENT:
-                late.append(page)
-            elif decision is HANDLE:
-                self.spawn(page.handle(message))
-            message = page.next_held() if decision is FORWARD else None
+    def act(self, page: Page, message: Message, decision: Decision, late: list[Page]) -> None:
+        """What a page decided for a message, but a plain forward."""
+        if decision is FORWARD or decision is RELEASE:
+            page.socket.send(text_frame(message["html"]))
+            if decision is RELEASE and (held := page.next_held()) is not None:
+                self.act(page, held, page.triage(held), late)
+        elif decision is HOLD:
+            self.loop.call_later(GAP_SECONDS, self.check_gap, page)
+        elif decision is HANDLE and message["type"] == PRESENCE_EVENT:
+            late.append(page)
+        elif decision is HANDLE:
+            self.spawn(page.handle(message))
 
     def deliver_to(self, page: Page, message: Message) -> None:
         """One message to one page, as `deliver` would hand it."""
         late: list[Page] = []
-        self.hand(page, message, {}, late)
+        self.act(page, message, page.triage(message), late)
         if late and message["type"] == PRESENCE_EVENT:
             self.spawn(self.send_presence_now(message["members"], late))
 

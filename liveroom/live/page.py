@@ -21,9 +21,11 @@ class Decision(Enum):
     SKIP = "skip"  # shown already, or kept until the page has its first list
     HANDLE = "handle"  # needs more than a forward: Page.handle()
     HOLD = "hold"  # early: kept until the change before it comes (PageState.next_held)
+    RELEASE = "release"  # forward, and a held change is next now: PageState.next_held
 
 
 FORWARD, SKIP, HANDLE, HOLD = Decision.FORWARD, Decision.SKIP, Decision.HANDLE, Decision.HOLD
+RELEASE = Decision.RELEASE
 
 GAP_SECONDS = 0.5  # how long an early change waits for the one before it
 
@@ -87,7 +89,7 @@ class PageState:
         if message["member_id"] == self.member_id:
             return HANDLE  # this page's own member changed
         self.version = version
-        return FORWARD
+        return RELEASE if version + 1 in self.held else FORWARD
 
 
 class Page(Protocol):
