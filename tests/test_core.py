@@ -305,3 +305,30 @@ async def test_a_socket_whose_page_is_current_gets_only_its_own_part() -> None:
     assert (await behind.connect())[0]
     assert "Carol" in await receive_snapshot(behind)
     await behind.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_rooms_new_pages_wait_for_no_other_rooms_subscription(monkeypatch) -> None:
+    alice = await new_member("Alice")
+    first = await open_socket(alice)
+    await receive_snapshot(first)  # the lobby's group is subscribed
+    core = live_core()
+    group_add = core.layer.group_add
+
+    async def slow_for_chess(group: str, channel: str) -> None:
+        if group == room_group("chess"):
+            await asyncio.sleep(3)  # longer than LIVEROOM_BROADCAST_TIMEOUT
+        await group_add(group, channel)
+
+    monkeypatch.setattr(core.layer, "group_add", slow_for_chess)
+    bob = Client()
+    await database_sync_to_async(bob.post)("/room/chess/join/", {"name": "Bob"})
+    chess = WebsocketCommunicator(application, "/ws/room/chess/", headers=socket_headers(bob))
+    assert (await chess.connect())[0]  # now subscribing, slowly
+    await asyncio.sleep(0.1)
+    second = await open_socket(alice)
+    assert "Alice" in await receive_snapshot(second)  # not told to retry after the wait
+    assert await chess.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}
+    for socket in (first, second):
+        await socket.disconnect()

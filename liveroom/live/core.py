@@ -79,14 +79,15 @@ class LiveCore:
 
     async def open(self, page: Page) -> None:
         """Start handing `page` the messages of its group. Raises if the channel layer does not
-        take the subscription within LIVEROOM_BROADCAST_TIMEOUT."""
+        take a new subscription within LIVEROOM_BROADCAST_TIMEOUT."""
         group = page.group_name
         self.groups.setdefault(group, set()).add(page)
-        try:
-            await asyncio.wait_for(self.subscribe(group), settings.LIVEROOM_BROADCAST_TIMEOUT)
-        except BaseException:
-            self.close(page)
-            raise
+        if group not in self.subscribed:  # a room's later pages wait for nothing
+            try:
+                await self.subscribe(group)
+            except BaseException:
+                self.close(page)
+                raise
         self.supervise("room messages", self.receive)
 
     def watch(self, page: Page) -> None:
@@ -125,11 +126,15 @@ class LiveCore:
     # The subscription
 
     async def subscribe(self, group: str) -> None:
+        """Add this process's channel to `group`; each layer call has its own timeout, not the
+        wait for the subscriptions before it (pages arriving together must not time out in a
+        queue while the layer is healthy)."""
+        timeout = settings.LIVEROOM_BROADCAST_TIMEOUT
         async with self.subscription_lock:
             if self.channel is None:
-                self.channel = await self.layer.new_channel()
+                self.channel = await asyncio.wait_for(self.layer.new_channel(), timeout)
             if group not in self.subscribed:
-                await self.layer.group_add(group, self.channel)
+                await asyncio.wait_for(self.layer.group_add(group, self.channel), timeout)
                 self.subscribed[group] = time.monotonic()
 
     async def unsubscribe_if_unused(self, group: str) -> None:
