@@ -110,7 +110,7 @@ class Daphne:
             try:
                 if requests.get(f"{self.url}/room/join/", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or busy: ask again
                 time.sleep(0.1)
         raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
 
