@@ -2,7 +2,7 @@
 
     python -m bench.arrival                              # N = 1,000, C = 50, one process
     python -m bench.arrival --people 5000 --at-once 100 --servers 2
-    python -m bench.arrival --people 20 --at-once 5 --smoke   # run by the test suite
+    python -m bench.arrival --people 20 --at-once 5           # as the test suite runs it
 
 Each person GETs the join page, POSTs the form, follows the redirect to the room page, opens
 the room socket (with the page's cookies and Origin) and waits for its first message; the
@@ -32,7 +32,8 @@ from subprocess import Popen
 import aiohttp
 from yarl import URL
 
-from tests.servers import ROOT, Daphne, empty_database, free_port, server_environment
+from bench.fanout import production_environment
+from tests.servers import ROOT, Daphne, free_port
 
 STEP_SECONDS = 30
 
@@ -195,10 +196,7 @@ def print_result(result: Result) -> None:
 
 async def run_liveroom(people: int, at_once: int, processes: int) -> Result:
     work = Path(tempfile.mkdtemp(prefix="liveroom-arrival-"))
-    env = server_environment(work)
-    env.pop("LIVEROOM_HEARTBEAT_SECONDS")  # production's defaults: heartbeats and presence
-    env.pop("LIVEROOM_PRESENCE")
-    empty_database(env)
+    env = production_environment(work)
     servers = [Daphne(env, work / f"server-{i}.log").start() for i in range(processes)]
     try:
         return await measure(
@@ -253,7 +251,6 @@ def main() -> None:
     parser.add_argument("--at-once", type=int, default=50)
     parser.add_argument("--servers", type=int, default=1, help="liveroom processes")
     parser.add_argument("--no-reference", action="store_true", help="skip the bare server")
-    parser.add_argument("--smoke", action="store_true", help="fail on any failure (tests)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     results = asyncio.run(run(args))

@@ -290,12 +290,27 @@ async def measure(
     )
 
 
-def start_servers(work: Path, config: Config, count: int) -> tuple[list[Endpoint], list[Daphne]]:
+def production_environment(work: Path) -> dict[str, str]:
+    """The test servers' environment with production's defaults (heartbeats and presence on),
+    on an empty database."""
     env = server_environment(work)
-    # Production's defaults: pages get heartbeats and presence.
     env.pop("LIVEROOM_HEARTBEAT_SECONDS")
     env.pop("LIVEROOM_PRESENCE")
     empty_database(env)
+    return env
+
+
+async def members_joined(env: dict[str, str], work: Path, count: int) -> list:
+    """`count` members joined through a server of their own, stopped after."""
+    joiner = Daphne(env, work / "joins.log").start()
+    try:
+        return await asyncio.to_thread(join_members, [Endpoint(joiner.url, joiner)], count)
+    finally:
+        joiner.stop()
+
+
+def start_servers(work: Path, config: Config, count: int) -> tuple[list[Endpoint], list[Daphne]]:
+    env = production_environment(work)
     servers = [Daphne(env, work / f"server-{i}.log").start() for i in range(count)]
     return [Endpoint(server.url, server) for server in servers], servers
 

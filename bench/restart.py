@@ -27,8 +27,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.fanout import Endpoint, join_members, percentile
-from tests.servers import Daphne, empty_database, server_environment
+from bench.fanout import members_joined, percentile, production_environment
+from tests.servers import Daphne
 
 RECONNECT_AFTER = {1006, 1011, 1012, 1013}
 OWN_PART = '<p id="connection"'  # a snapshot's own part opens with the indicator
@@ -143,15 +143,8 @@ async def one_run(env: dict, work: Path, members: list, number: int) -> dict:
 
 async def run(pages: int, runs: int) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="liveroom-restart-"))
-    env = server_environment(work)
-    env.pop("LIVEROOM_HEARTBEAT_SECONDS")  # production's defaults: heartbeats and presence
-    env.pop("LIVEROOM_PRESENCE")
-    empty_database(env)
-    joiner = Daphne(env, work / "joins.log").start()
-    try:
-        members = await asyncio.to_thread(join_members, [Endpoint(joiner.url, joiner)], pages)
-    finally:
-        joiner.stop()
+    env = production_environment(work)
+    members = await members_joined(env, work, pages)
     results = []
     for number in range(runs):
         result = await one_run(env, work, members, number)

@@ -26,18 +26,16 @@ from pathlib import Path
 
 from websockets.exceptions import ConnectionClosed
 
-from bench.fanout import Endpoint, join_members, open_room_socket, read_snapshot_size
-from tests.servers import Daphne, Visitor, empty_database, server_environment
+from bench.fanout import (
+    Endpoint,
+    members_joined,
+    open_room_socket,
+    production_environment,
+    read_snapshot_size,
+)
+from tests.servers import Daphne, Visitor
 
 LIMIT_SECONDS = 5.0
-
-
-def environment(work: Path) -> dict[str, str]:
-    env = server_environment(work)
-    env.pop("LIVEROOM_HEARTBEAT_SECONDS")  # production's defaults: heartbeats and presence
-    env.pop("LIVEROOM_PRESENCE")
-    empty_database(env)
-    return env
 
 
 async def close_code(socket) -> int | None:
@@ -118,12 +116,8 @@ def wait_for_exit(server: Daphne, timeout: float) -> bool:
 
 async def run(pages: int, runs: int, profile: bool) -> list[tuple[float, Counter]]:
     work = Path(tempfile.mkdtemp(prefix="liveroom-shutdown-"))
-    env = environment(work)
-    joiner = Daphne(env, work / "joins.log").start()
-    try:
-        members = await asyncio.to_thread(join_members, [Endpoint(joiner.url, joiner)], pages)
-    finally:
-        joiner.stop()
+    env = production_environment(work)
+    members = await members_joined(env, work, pages)
     results = []
     for number in range(runs):
         seconds, codes = await one_run(env, work, members, number, profile)

@@ -1,4 +1,4 @@
-"""The fan-out benchmark in smoke mode, so it cannot rot. Figures are not judged here."""
+"""Every benchmark at a small size, so none can rot. Figures are not judged here."""
 
 import json
 import subprocess
@@ -31,3 +31,30 @@ def test_the_fanout_benchmark_runs_and_loses_nothing(tmp_path: Path) -> None:
         [sys.executable, "-m", "bench.plot", str(results_path), str(svg)], cwd=ROOT, check=True
     )
     assert svg.read_text().startswith("<svg")
+
+
+def run_bench(*args: str) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
+def test_the_arrival_benchmark_runs_against_liveroom_and_its_reference(tmp_path: Path) -> None:
+    figures = tmp_path / "arrival.json"
+    output = run_bench("bench.arrival", "--people", "20", "--at-once", "5", "--json", str(figures))
+    liveroom, bare = json.loads(figures.read_text())
+    assert (liveroom["server"], liveroom["arrived"], liveroom["failures"]) == ("liveroom", 20, 0)
+    assert (bare["server"], bare["arrived"], bare["failures"]) == ("bare", 20, 0)
+    assert "liveroom / bare: server CPU x" in output
+
+
+def test_the_shutdown_benchmark_runs() -> None:
+    output = run_bench("bench.shutdown", "--pages", "20", "--runs", "1")
+    assert "1 of 1 runs exited within 5 s with every page told 1012" in output
+
+
+def test_the_restart_benchmark_runs() -> None:
+    output = run_bench("bench.restart", "--pages", "20", "--runs", "1")
+    assert "20 of 20 pages had their list again" in output

@@ -190,21 +190,15 @@ class RedisStore:
     def __init__(self, url: str, prefix: str) -> None:
         self.url = url
         self.prefix = f"{prefix}:presence:"
-        self._reader: redis.Redis | None = None
+        # For views and snapshots, which run in threads. Made here, not on first use: threads
+        # racing to make it would each make one, and the pool of the one dropped closes the
+        # connections the other thread is using (redis-py connects only when used).
+        self.reader = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._writer: aioredis.Redis | None = None
         self._scripts: tuple[AsyncScript, AsyncScript] | None = None
         # Each room's presence as last read: every page connecting reads it, and a big room's
         # online set is fetched again only when its sequence moved.
         self.latest: dict[str, RoomPresence] = {}
-
-    @property
-    def reader(self) -> redis.Redis:
-        """For views and snapshots, which run in threads."""
-        if self._reader is None:
-            self._reader = redis.Redis.from_url(
-                self.url, socket_timeout=2, socket_connect_timeout=2
-            )
-        return self._reader
 
     def scripts(self) -> tuple[AsyncScript, AsyncScript]:
         """The update and sweep scripts, on the client for the event loop (one store per loop)."""
