@@ -258,7 +258,7 @@ async def test_pages_connecting_together_share_one_render_of_the_list(monkeypatc
     renders = []
     render = fragments.render_member_list
     monkeypatch.setattr(
-        fragments, "render_member_list", lambda slug: renders.append(slug) or render(slug)
+        fragments, "render_member_list", lambda slug, *previous: renders.append(slug) or render(slug, *previous)
     )
     clients = [await new_member(f"Guest {i}") for i in range(20)]
     sockets = await asyncio.gather(*(open_socket(client) for client in clients))
@@ -274,7 +274,7 @@ def test_page_loads_at_one_version_render_the_list_once(monkeypatch, client) -> 
     renders = []
     render = fragments.render_member_list
     monkeypatch.setattr(
-        fragments, "render_member_list", lambda slug: renders.append(slug) or render(slug)
+        fragments, "render_member_list", lambda slug, *previous: renders.append(slug) or render(slug, *previous)
     )
     members = [Client() for _ in range(5)]
     for number, member in enumerate(members):
@@ -283,6 +283,27 @@ def test_page_loads_at_one_version_render_the_list_once(monkeypatch, client) -> 
     assert renders == ["lobby"]  # fifteen loads at version 5
     assert all(page.count("member--you") == 1 for page in pages)
     assert all(page.count('<li id="member-') == 5 for page in pages)
+
+
+@pytest.mark.django_db
+def test_a_new_version_renders_only_the_entries_that_changed(monkeypatch) -> None:
+    rendered = []
+    render = fragments.render_entries
+    monkeypatch.setattr(
+        fragments, "render_entries", lambda member: rendered.append(member.name) or render(member)
+    )
+    members = [Client() for _ in range(30)]
+    for number, member in enumerate(members):
+        assert member.post("/room/join/", {"name": f"Guest {number}"}).status_code == 302
+        member.get("/room/")  # each load at a new version
+    assert sorted(rendered) == sorted(f"Guest {number}" for number in range(30))  # once each
+    rendered.clear()
+    assert members[3].post("/room/join/", {"name": "Renamed"}).status_code == 302
+    assert members[4].post("/room/leave/").status_code == 302
+    page = members[0].get("/room/").content.decode()
+    assert rendered == ["Renamed"]
+    assert "Renamed" in page and "Guest 3<" not in page and "Guest 4<" not in page
+    assert page.count('<li id="member-') == 29
 
 
 @pytest.mark.asyncio

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
-from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -27,6 +26,7 @@ class MemberList:
     room_id: int
     version: int
     entries: dict[int, tuple[str, str]]  # member id -> (online, away), in list order
+    names: dict[int, str]  # member id -> the name its entries show
     presence: RoomPresence | None = None  # of the latest `html`
     html: str = ""
 
@@ -70,8 +70,10 @@ class MemberLists:
         with self.lock:
             cached = self.lists.get(room_slug)
             # The room id tells a room deleted and started again from the one that was cached.
-            if cached is None or cached.room_id != room_id or cached.version < version:
+            if cached is None or cached.room_id != room_id:
                 cached = self.lists[room_slug] = render_member_list(room_slug)
+            elif cached.version < version:  # entries of members unchanged since are reused
+                cached = self.lists[room_slug] = render_member_list(room_slug, cached)
             self.lists.move_to_end(room_slug)
             while len(self.lists) > self.max_rooms:
                 self.lists.popitem(last=False)
@@ -212,26 +214,35 @@ def render_own_entry(me: Member, presence: RoomPresence) -> str:
     return render_to_string(f"{ROOM_TEMPLATE}#member", context)
 
 
-def render_member_list(room_slug: str) -> MemberList:
+def render_member_list(room_slug: str, previous: MemberList | None = None) -> MemberList:
+    """The room's list now; an entry of `previous` (the same room at an earlier version) is
+    reused while its member's name is the same, so a join renders one entry, not the room."""
     # One statement reads the members and the room version together, so the list is exactly
     # the state at that version: later changes are newer, earlier ones are included.
-    members = list(
-        Member.objects.filter(room__slug=room_slug)
-        .annotate(room_version=F("room__version"))
-        .only("id", "name", "joined_at")
+    rows = list(
+        Member.objects.filter(room__slug=room_slug).values_list(
+            "id", "name", "room_id", "room__version"
+        )
     )
     entries: dict[int, tuple[str, str]] = {}
-    for member in members:
-        online, away = (
-            render_to_string(
-                f"{ROOM_TEMPLATE}#member", {"member": member} | presence_context(presence)
-            )
-            for presence in (RoomPresence(0, frozenset({member.pk})), None)
-        )
-        entries[member.pk] = (online, away)
-    if not members:
-        return MemberList(0, 0, entries)
-    return MemberList(members[0].room_id, members[0].room_version, entries)
+    names: dict[int, str] = {}
+    for member_id, name, _, _ in rows:
+        names[member_id] = name
+        if previous is not None and previous.names.get(member_id) == name:
+            entries[member_id] = previous.entries[member_id]
+        else:
+            entries[member_id] = render_entries(Member(pk=member_id, name=name))
+    room_id, version = rows[0][2:] if rows else (0, 0)
+    return MemberList(room_id, version, entries, names)
+
+
+def render_entries(member: Member) -> tuple[str, str]:
+    """A member's entry as others see it: online, and away."""
+    online, away = (
+        render_to_string(f"{ROOM_TEMPLATE}#member", {"member": member} | presence_context(presence))
+        for presence in (RoomPresence(0, frozenset({member.pk})), None)
+    )
+    return online, away
 
 
 def render_heartbeat() -> str:
