@@ -208,6 +208,8 @@ LIVEROOM_CACHED_ROOMS = env_number("LIVEROOM_CACHED_ROOMS", 256)
 # Threads a process reads the database with for its room pages (snapshots); at most this many
 # run at once, and none waits behind the threads that serve HTTP requests.
 LIVEROOM_READ_THREADS = env_number("LIVEROOM_READ_THREADS", 4)
+# Seconds /readyz gives the database and Redis to answer before it says 503.
+LIVEROOM_READY_TIMEOUT = env_number("LIVEROOM_READY_TIMEOUT", 1.0)
 # Seconds between each process's checks that its pages are up to date and Redis is the same.
 LIVEROOM_WATCH_INTERVAL = env_number("LIVEROOM_WATCH_INTERVAL", 1.0)
 
@@ -245,8 +247,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# WhiteNoise serves straight from the apps' and static/ folders: no collectstatic step.
-WHITENOISE_USE_FINDERS = True
+# With STATIC_ROOT set (the Dockerfile sets it and runs collectstatic), assets are served from
+# there under content-hashed names, compressed, with a year's Cache-Control. Without it (make
+# run, the tests), WhiteNoise serves straight from the apps' and static/ folders.
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
+if STATIC_ROOT:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+else:
+    WHITENOISE_USE_FINDERS = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -265,6 +276,7 @@ if HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes talk plain HTTP
     SECURE_HSTS_SECONDS = env_number("HSTS_SECONDS", 60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", default=False)
@@ -283,11 +295,18 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
 }
 
+# LOG_FORMAT=json writes one JSON object a line, for log collectors (liveroom/logs.py).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain") or "plain"
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f'LOG_FORMAT must be "plain" or "json", got {LOG_FORMAT!r}.')
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)-8s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "liveroom.logs.PlainFormatter"},
+        "json": {"()": "liveroom.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     # One handler, on the root: daphne's, Django's and the app's lines each appear once.
     "root": {"handlers": ["console"], "level": "INFO"},
 }

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from liveroom import health
 from liveroom.rooms import views
 
 urlpatterns = [
@@ -13,4 +14,6 @@ urlpatterns = [
     path("room/<slug:slug>/leave/", views.leave, name="leave"),
     path("rooms/", views.rooms, name="rooms"),
     path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
 ]

@@ -2,8 +2,10 @@
 liveroom itself, it answers a few text commands about its own socket so the tests can see what
 liveroom's daphne does. Not part of liveroom: it imports nothing from the app but its framing.
 
-Commands: "inspect" (what is still kept of the handshake), "flood N SIZE" (N numbered frames of
-SIZE bytes written at once, then N more half a second later), "close CODE".
+Socket commands: "inspect" (what is still kept of the handshake), "flood N SIZE" (N numbered
+frames of SIZE bytes written at once, then N more half a second later), "close CODE". Over HTTP,
+/slow answers after 2 s, /status says what the server's status extension says, and any other
+path answers "ready".
 """
 
 import asyncio
@@ -14,14 +16,21 @@ import types
 from liveroom.live.sockets import text_frame
 
 SOCKET_EXTENSION = "liveroom.socket"
+STATUS_EXTENSION = "liveroom.server"
 
 
 async def application(scope, receive, send) -> None:
     if scope["type"] == "lifespan":
         return
-    if scope["type"] == "http":  # "ready": what tests/servers.Daphne waits for
+    if scope["type"] == "http":
+        body = b"ready"  # what tests/servers.Daphne waits for
+        if scope["path"] == "/slow":
+            await asyncio.sleep(2)
+        elif scope["path"] == "/status":
+            status = scope.get("extensions", {}).get(STATUS_EXTENSION)
+            body = json.dumps({"draining": status.draining if status else None}).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ready"})
+        await send({"type": "http.response.body", "body": body})
         return
     assert (await receive())["type"] == "websocket.connect"
     socket = scope.get("extensions", {}).get(SOCKET_EXTENSION)

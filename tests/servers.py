@@ -108,7 +108,7 @@ class Daphne:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
-                if requests.get(f"{self.url}/room/join/", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return
             except requests.RequestException:  # not listening yet, or busy: ask again
                 time.sleep(0.1)

@@ -2,12 +2,14 @@
 which silently stopped applying after an upgrade fails here. The server runs tests/probe_app.py,
 a bare ASGI app that reports on its own socket, started the way liveroom is."""
 
+import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 import websockets.sync.client
 from websockets.exceptions import ConnectionClosed
 
-from tests.servers import ROOT, Daphne
+from tests.servers import ROOT, Daphne, free_port
 
 
 @pytest.fixture
@@ -84,6 +86,62 @@ def test_sigterm_tells_every_socket_to_reconnect_and_exits(probe: Daphne) -> Non
     probe.process.wait(timeout=5)
     assert time.monotonic() - started < 5
     assert "Draining: 3 open sockets told to reconnect (1012)" in probe.log()
+
+
+def test_requests_see_the_server_draining_after_sigterm(probe: Daphne) -> None:
+    """What /readyz reads: 503 from the first request after SIGTERM, so a proxy that asks on a
+    kept-alive connection moves traffic away."""
+    before = http.client.HTTPConnection("127.0.0.1", probe.port, timeout=5)
+    before.request("GET", "/status")
+    assert json.loads(before.getresponse().read()) == {"draining": False}
+    slow = http.client.HTTPConnection("127.0.0.1", probe.port, timeout=5)
+    slow.request("GET", "/slow")  # in flight: the drain waits for it
+    time.sleep(0.2)
+    probe.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    before.request("GET", "/status")  # the kept-alive connection, while the drain lasts
+    response = before.getresponse()
+    assert json.loads(response.read()) == {"draining": True}
+    assert response.getheader("Connection") == "close"
+    assert slow.getresponse().read() == b"ready"  # finished, not cut
+    probe.process.wait(timeout=5)
+    assert "Stopped" in probe.log()
+
+
+def test_metrics_are_served_on_their_own_port_and_probes_stay_out_of_the_access_log(
+    tmp_path: Path,
+) -> None:
+    metrics_port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["LIVEROOM_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
+    server = Daphne(env, tmp_path / "probe.log")
+    server.command = [*server.command, "tests.probe_app:application"]
+    server.start()
+    try:
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        assert b"process_cpu_seconds_total" in metrics.read()
+        site = urllib.request.urlopen(f"{server.url}/metrics", timeout=5).read()
+        assert site == b"ready"  # the site's own port knows nothing of metrics
+        for path in ("/healthz", "/readyz", "/healthz", "/elsewhere"):
+            urllib.request.urlopen(f"{server.url}{path}", timeout=5).read()
+    finally:
+        server.stop()
+    log = server.log()
+    assert '"GET /elsewhere" 200' in log
+    assert '"GET /healthz"' not in log
+    assert '"GET /readyz"' not in log
+
+
+def test_a_metrics_address_that_is_not_one_stops_the_server_with_a_message() -> None:
+    env = os.environ | {"LIVEROOM_METRICS_ADDRESS": "localhost:http"}
+    result = subprocess.run(
+        [sys.executable, "-m", "liveroom.server", "-p", str(free_port())],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "LIVEROOM_METRICS_ADDRESS must be host:port or a port, got 'localhost:http'" in (
+        result.stderr
+    )
 
 
 def run_python(code: str) -> str:

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http.cookie import parse_cookie
 
+from liveroom import metrics
 from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from liveroom.live.core import live_core
 from liveroom.live.messages import ROOMS_GROUP, Message, room_group
@@ -75,6 +76,7 @@ class LivePage(AsyncWebsocketConsumer):
         self.socket.send(text_frame(html))
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        metrics.sockets_closed.labels(str(code)).inc()
         if isinstance(self.socket, AsgiSocket):
             await self.socket.drain()  # what was written goes out before the close
         await super().close(code=code, reason=reason)
@@ -170,9 +172,11 @@ class RoomConsumer(LivePage):
             return  # read before a change this page has already shown
         assert self.room_slug is not None
         # A page whose load rendered this very list needs only its own part.
-        if not first or self.page_shows != (snapshot.version, snapshot.presence_sequence):
+        whole = not first or self.page_shows != (snapshot.version, snapshot.presence_sequence)
+        if whole:
             self.socket.send(self.core.list_frame(self.room_slug, snapshot.members_html))
         self.write(snapshot.own_html)
+        metrics.snapshots_sent.labels("list" if whole else "own part").inc()
         if (held := self.state.next_held()) is not None:  # came early, now next
             self.core.deliver_to(self, held)
 

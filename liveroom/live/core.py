@@ -32,9 +32,11 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
+from liveroom import metrics
 from liveroom.live import publish
 from liveroom.live.messages import (
     PRESENCE_EVENT,
+    ROOMS_GROUP,
     Message,
     RoomPresenceChange,
     room_group,
@@ -72,6 +74,7 @@ class LiveCore:
         self.tasks: dict[str, asyncio.Task] = {}  # supervised, by name
         self.restarts: Counter[str] = Counter()
         self.failed_deliveries = 0
+        self.database_reachable = True  # as the watch last found it
         self.handlers: set[asyncio.Task] = set()  # one-off work for single pages
         self.closed = False
 
@@ -81,7 +84,14 @@ class LiveCore:
         """Start handing `page` the messages of its group. Raises if the channel layer does not
         take a new subscription within LIVEROOM_BROADCAST_TIMEOUT."""
         group = page.group_name
-        self.groups.setdefault(group, set()).add(page)
+        pages = self.groups.get(group)
+        if pages is None:
+            pages = self.groups[group] = set()
+            if page.room_slug is not None:
+                metrics.rooms_served.inc()
+        if page not in pages:
+            pages.add(page)
+            metrics.open_pages.labels(page_kind(page)).inc()
         if group not in self.subscribed:  # a room's later pages wait for nothing
             try:
                 await self.subscribe(group)
@@ -106,10 +116,12 @@ class LiveCore:
         if pages is None or page not in pages:
             return
         pages.discard(page)
+        metrics.open_pages.labels(page_kind(page)).dec()
         if pages:
             return
         del self.groups[group]
         if page.room_slug is not None:
+            metrics.rooms_served.dec()
             fragments.member_lists.forget(page.room_slug)
             self.list_frames.pop(page.room_slug, None)
         self.spawn(self.unsubscribe_if_unused(group))
@@ -196,6 +208,8 @@ class LiveCore:
                 next_yield = time.perf_counter() + PASS_SECONDS
         if late and message["type"] == PRESENCE_EVENT:
             self.spawn(self.send_presence_now(message["members"], late))
+        if pages and (sent_at := message.get("sent_at")):
+            metrics.delivery_seconds.observe(max(0.0, time.time() - sent_at))
 
     def act(self, page: Page, message: Message, decision: Decision, late: list[Page]) -> None:
         """What a page decided for a message, but a plain forward."""
@@ -298,8 +312,16 @@ class LiveCore:
         try:
             versions = await database_sync_to_async(room_versions)(slugs)
         except DatabaseError as error:
-            logger.warning("Cannot check room versions: %s: %s", type(error).__name__, error)
+            if self.database_reachable:
+                logger.error(
+                    "Database unreachable (%s: %s): pages catch up when it is back",
+                    type(error).__name__, error, extra={"event": "database_lost"},
+                )  # fmt: skip
+            self.database_reachable = False
             return due_versions
+        if not self.database_reachable:
+            logger.info("Database reachable again", extra={"event": "database_back"})
+            self.database_reachable = True
         behind = [
             page for page in pages if page.version < due_versions.get(page.room_slug or "", 0)
         ]
@@ -360,6 +382,7 @@ class LiveCore:
         if task.cancelled() or self.closed or task.exception() is None:
             return  # stopped, or done (the watch ends with the last page)
         self.restarts[name] += 1
+        metrics.live_task_restarts.labels(name).inc()
         logger.error(
             "Live task %r died (restart %d): %s",
             name, self.restarts[name], task.exception(), exc_info=task.exception(),
@@ -385,13 +408,19 @@ class LiveCore:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.tracker is not None:
             await self.tracker.aclose()
-        for room_slug in [page.room_slug for pages in self.groups.values() for page in pages]:
-            if room_slug is not None:
-                fragments.member_lists.forget(room_slug)
+        for page in [page for pages in self.groups.values() for page in pages]:
+            metrics.open_pages.labels(page_kind(page)).dec()
+            if page.room_slug is not None:
+                fragments.member_lists.forget(page.room_slug)
+        metrics.rooms_served.dec(sum(1 for group in self.groups if group != ROOMS_GROUP))
         self.groups.clear()
         self.present.clear()
         self.list_frames.clear()
         self.readers.close()
+
+
+def page_kind(page: Page) -> str:
+    return "rooms" if page.room_slug is None else "room"
 
 
 def room_versions(slugs: set[str | None]) -> dict[str, int]:

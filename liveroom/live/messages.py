@@ -1,6 +1,6 @@
 """The messages the channel layer carries, one TypedDict each (`type` names the handler)."""
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 CHANGE_EVENT: Literal["room.change"] = "room.change"
 PRESENCE_EVENT: Literal["room.presence"] = "room.presence"
@@ -21,6 +21,7 @@ class RoomChange(TypedDict):
     member_id: int
     left: bool
     html: str
+    sent_at: NotRequired[float]  # time.time() at publish, for the delivery histogram
 
 
 class RoomPresenceChange(TypedDict):
@@ -31,6 +32,7 @@ class RoomPresenceChange(TypedDict):
     sequence: int
     members: list[int]
     html: str
+    sent_at: NotRequired[float]
 
 
 class RoomsChange(TypedDict):
@@ -39,6 +41,7 @@ class RoomsChange(TypedDict):
     type: Literal["rooms.change"]
     group: str
     html: str
+    sent_at: NotRequired[float]
 
 
 Message = RoomChange | RoomPresenceChange | RoomsChange

@@ -7,12 +7,14 @@ what it skipped; pages catch up from the watch and their next snapshot.
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from liveroom import metrics
 from liveroom.live.messages import ROOMS_EVENT, ROOMS_GROUP, Message, RoomsChange
 from liveroom.rooms import fragments
 
@@ -21,16 +23,23 @@ logger = logging.getLogger(__name__)
 
 async def publish(group: str, message: Message, *, what: str) -> bool:
     """Send `message` to `group`; False (and a log line) if the layer did not take it in time."""
+    kind = message["type"]
+    message["sent_at"] = time.time()
     try:
         await asyncio.wait_for(
             get_channel_layer().group_send(group, message),
             timeout=settings.LIVEROOM_BROADCAST_TIMEOUT,
         )
     except Exception as error:
+        reason = "timeout" if isinstance(error, TimeoutError) else type(error).__name__
+        metrics.broadcasts_skipped.labels(kind, reason).inc()
         logger.error(
-            "Broadcast skipped (%s; group %s): %s %s", what, group, type(error).__name__, error
-        )
+            "Broadcast skipped (%s; group %s): %s %s",
+            what, group, type(error).__name__, error,
+            extra={"event": "broadcast_skipped", "group": group, "reason": reason},
+        )  # fmt: skip
         return False
+    metrics.changes_published.labels(kind).inc()
     return True
 
 

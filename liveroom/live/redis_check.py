@@ -30,16 +30,22 @@ class RedisCheck:
         except Exception as error:
             was_reachable, self.reachable = self.reachable, False
             if was_reachable:
-                logger.error("Redis unreachable (%s: %s): asking %d pages to retry",
-                             type(error).__name__, error, pages)  # fmt: skip
+                logger.error(
+                    "Redis unreachable (%s: %s): asking %d pages to retry",
+                    type(error).__name__, error, pages,
+                    extra={"event": "redis_lost", "pages": pages},
+                )  # fmt: skip
                 return TRY_AGAIN_LATER
             return None
         restarted = self.run_id is not None and info["run_id"] != self.run_id
         if not self.reachable:
-            logger.info("Redis reachable again")
+            logger.info("Redis reachable again", extra={"event": "redis_back"})
         self.run_id, self.reachable = info["run_id"], True
         if restarted:
-            logger.warning("Redis restarted: asking %d pages to reconnect", pages)
+            logger.warning(
+                "Redis restarted: asking %d pages to reconnect", pages,
+                extra={"event": "redis_restarted", "pages": pages},
+            )  # fmt: skip
             return SERVICE_RESTART
         return None
 

@@ -21,6 +21,8 @@ from django.conf import settings
 from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from liveroom import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -311,6 +313,7 @@ def room_presence(room_slug: str) -> RoomPresence:
     try:
         return stores.for_reading().read(room_slug)
     except redis.RedisError as error:
+        metrics.presence_errors.labels("read").inc()
         logger.warning("Presence unavailable: %s: %s", type(error).__name__, error)
         return NO_PRESENCE
 
@@ -321,5 +324,6 @@ def online_counts(room_slugs: list[str]) -> dict[str, int]:
     try:
         return stores.for_reading().online_counts(room_slugs)
     except redis.RedisError as error:
+        metrics.presence_errors.labels("read").inc()
         logger.warning("Presence unavailable: %s: %s", type(error).__name__, error)
         return {}

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 
+from liveroom import metrics
 from liveroom.presence.store import PresenceChange, Store
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Tracker:
                         room_slug, self.process, arriving, told - want, ttl
                     )
                 except Exception as error:  # retried at the next change or renewal
+                    metrics.presence_errors.labels("update").inc()
                     logger.warning("Presence not saved: %s: %s", type(error).__name__, error)
                     continue
                 self.told[room_slug] = want
@@ -119,6 +121,7 @@ class Tracker:
             try:
                 changes = await self.store.sweep()
             except Exception as error:
+                metrics.presence_errors.labels("sweep").inc()
                 logger.warning("Presence sweep failed: %s: %s", type(error).__name__, error)
                 continue
             if changes:

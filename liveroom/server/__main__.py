@@ -8,8 +8,12 @@ limits below live in one place. Options given on the command line win over them.
   outgoing messages pass autobahn's size check too, and a snapshot is about 100 bytes a member.
 - No socket age limit: daphne would close sockets older than its timeout with 1000, which htmx
   does not retry.
+
+LIVEROOM_METRICS_ADDRESS (`host:port`, or a port on 127.0.0.1) serves the process's Prometheus
+metrics on a port of their own, never on the site's; unset, there is none.
 """
 
+import os
 import re
 import sys
 
@@ -24,10 +28,21 @@ LIMITS = (
 )  # fmt: skip
 
 
+def metrics_address(value: str) -> tuple[str, int] | None:
+    """LIVEROOM_METRICS_ADDRESS as (host, port); exits with a clear message if it is not one."""
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        sys.exit(f"LIVEROOM_METRICS_ADDRESS must be host:port or a port, got {value!r}.")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def main(argv: list[str]) -> None:
     if not argv or not IMPORT_PATH.match(argv[-1]):
         argv = [*argv, APPLICATION]
-    LiveroomCommandLine().run([*LIMITS, *argv])
+    address = metrics_address(os.environ.get("LIVEROOM_METRICS_ADDRESS", ""))
+    LiveroomCommandLine(metrics_address=address).run([*LIMITS, *argv])
 
 
 if __name__ == "__main__":

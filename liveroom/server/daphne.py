@@ -37,16 +37,25 @@ This module imports nothing from the application: it serves any ASGI application
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import version
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server  # first: it installs Twisted's asyncio reactor
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from prometheus_client.twisted import MetricsResource
 from twisted.internet import defer, reactor, task, tcp
+from twisted.internet.endpoints import serverFromString
+from twisted.web.server import Site
 
 logger = logging.getLogger(__name__)
 
 SOCKET_EXTENSION = "liveroom.socket"
+# Every HTTP scope's `extensions` carry the server's ServerStatus here (readiness reads it).
+STATUS_EXTENSION = "liveroom.server"
+# Probes polled every second: their successful answers stay out of the access log.
+QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER = 1008, 1012, 1013
 STANDARD_SERVER_CODES = frozenset({POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_LATER})
 # Seconds the close frames of a drain get before daphne cancels the applications, and the most
@@ -138,20 +147,54 @@ class LiveroomWebSocketProtocol(WebSocketProtocol):
             super().serverClose(code)
 
 
-class LiveroomServer(Server):
-    """daphne's Server with standard close codes, draining and (on tested versions) raw
-    sockets."""
+@dataclass
+class ServerStatus:
+    """What the application may know of its server: whether it is draining (SIGTERM came)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    draining: bool = False
+
+
+class LiveroomServer(Server):
+    """daphne's Server with standard close codes, draining, a metrics port and (on tested
+    versions) raw sockets."""
+
+    def __init__(self, *args, metrics_address: tuple[str, int] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.raw_sockets = raw_sockets_supported(installed_versions())
+        self.metrics_address = metrics_address
         self.ports: list = []
-        self.draining = False  # finishing what is in flight, taking no new connections
+        self.status = ServerStatus()
         self.stopping = False  # taking no new requests at all
+
+    @property
+    def draining(self) -> bool:
+        """Finishing what is in flight, taking no new connections."""
+        return self.status.draining
+
+    def run(self) -> None:
+        if self.metrics_address is not None:
+            host, port = self.metrics_address
+            interface = host.replace(":", "\\:")  # an IPv6 address, escaped for the endpoint
+            endpoint = serverFromString(reactor, f"tcp:{port}:interface={interface}")
+            listening = endpoint.listen(Site(MetricsResource()))
+            listening.addCallback(lambda _: logger.info("Metrics at %s:%d/metrics", host, port))
+            listening.addErrback(lambda failure: logger.error("No metrics: %s", failure.value))
+        super().run()
+        logger.info("Stopped", extra={"event": "stopped"})
 
     def listen_success(self, port) -> None:
         self.ports.append(port)
         super().listen_success(port)
+        address = port.getHost()
+        logger.info(
+            "Ready on %s:%d", address.host, address.port,
+            extra={"event": "ready", "address": f"{address.host}:{address.port}"},
+        )  # fmt: skip
+
+    def log_action(self, protocol, action, details) -> None:
+        if details.get("path") in QUIET_PATHS and details.get("status") == 200:
+            return
+        super().log_action(protocol, action, details)
 
     @property
     def ws_factory(self) -> WebSocketFactory:
@@ -168,6 +211,8 @@ class LiveroomServer(Server):
             protocol.channel.persistent = False
             protocol.basic_error(503, b"Service Unavailable", "This server is restarting.")
             return None
+        if scope.get("type") == "http":
+            scope.setdefault("extensions", {})[STATUS_EXTENSION] = self.status
         if scope.get("type") == "http" and self.draining:
             close_after_response(protocol)
         if scope.get("type") == "websocket" and self.raw_sockets:
@@ -188,7 +233,7 @@ class LiveroomServer(Server):
             return self.stop_applications()
 
     def drain_and_stop(self) -> defer.Deferred:
-        self.draining = True
+        self.status.draining = True
         for port in self.ports:
             port.stopListening()
         for protocol in self.connections:
@@ -201,7 +246,10 @@ class LiveroomServer(Server):
         ]
         for protocol in sockets:
             protocol.sendCloseFrame(code=SERVICE_RESTART, isReply=False)
-        logger.info("Draining: %d open sockets told to reconnect (1012)", len(sockets))
+        logger.info(
+            "Draining: %d open sockets told to reconnect (1012)", len(sockets),
+            extra={"event": "draining", "sockets": len(sockets)},
+        )  # fmt: skip
         drained = defer.ensureDeferred(self.drain(DRAIN_SECONDS if sockets else 0))
         return drained.addCallback(lambda _: self.stop_applications())
 
@@ -238,4 +286,6 @@ def close_after_response(request) -> None:
 
 
 class LiveroomCommandLine(CommandLineInterface):
-    server_class = LiveroomServer
+    def __init__(self, metrics_address: tuple[str, int] | None = None) -> None:
+        super().__init__()
+        self.server_class = partial(LiveroomServer, metrics_address=metrics_address)

@@ -1,0 +1,52 @@
+"""The process's Prometheus metrics, defined once here and updated where things happen.
+
+Each server process counts its own and serves them on its own metrics port
+(LIVEROOM_METRICS_ADDRESS, liveroom/server/); Prometheus scrapes every process as a target and
+sums across them, so no figure is shared between processes and none is counted twice.
+docs/operations.md says what each means and what to alert on.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+open_pages = Gauge(
+    "liveroom_open_pages",
+    "Pages with an open socket on this process, by kind (room, rooms)",
+    ["kind"],
+)
+rooms_served = Gauge("liveroom_rooms_served", "Rooms with at least one open page on this process")
+changes_published = Counter(
+    "liveroom_changes_published_total",
+    "Messages this process published to the channel layer, by what they carry",
+    ["what"],
+)
+broadcasts_skipped = Counter(
+    "liveroom_broadcasts_skipped_total",
+    "Messages this process could not publish (pages heal from the watch), by what and why",
+    ["what", "reason"],
+)
+delivery_seconds = Histogram(
+    "liveroom_delivery_seconds",
+    "From a message's publish (on any process) to its last socket write on this process",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+snapshots_sent = Counter(
+    "liveroom_snapshots_sent_total",
+    "Snapshots sent to pages, by whether they carried the whole list or only the page's part",
+    ["kind"],
+)
+sockets_closed = Counter(
+    "liveroom_sockets_closed_total",
+    "Sockets the app closed, by close code (1013: try again later, so the page reconnects "
+    "later; 1012: reconnect now; 4403: not a member; 1008: a client that talks)",
+    ["code"],
+)
+presence_errors = Counter(
+    "liveroom_presence_store_errors_total",
+    "Presence store calls that failed (Redis unreachable or slow)",
+    ["operation"],
+)
+live_task_restarts = Counter(
+    "liveroom_live_task_restarts_total",
+    "Tasks of the live core that died and were started again, by task",
+    ["task"],
+)
