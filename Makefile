@@ -11,7 +11,7 @@ SERVER := $(BIN)/python -m liveroom.server
 SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/liveroom
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-services bench lint lock format migrations-check screenshots chromium clean
+.PHONY: run test test-services bench lint lock format migrations-check screenshots chromium haproxy clean
 
 $(VENV)/.app: requirements.txt .python-version
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12) and "liveroom needs Python 3.12 or newer (Django 6); found " + sys.version.split()[0])'
@@ -28,16 +28,16 @@ run: $(VENV)/.app
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --no-input
 	@DEBUG=$${DEBUG-1} MALLOC_ARENA_MAX=2 $(SERVER) -b $(HOST) -p $(PORT) & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null' INT TERM EXIT; \
-	until $(BIN)/python -c 'import urllib.request as u; u.urlopen("http://$(HOST):$(PORT)/room/join/", timeout=1)' 2>/dev/null; do \
+	until $(BIN)/python -c 'import urllib.request as u; u.urlopen("http://$(HOST):$(PORT)/readyz", timeout=1)' 2>/dev/null; do \
 		kill -0 $$pid 2>/dev/null || exit 1; sleep 0.2; \
 	done; \
 	echo "liveroom is ready at http://$(HOST):$(PORT)/ (Ctrl+C stops it)"; \
 	wait $$pid
 
-test: $(VENV)/.dev chromium
+test: $(VENV)/.dev chromium haproxy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-services: $(VENV)/.dev chromium
+test-services: $(VENV)/.dev chromium haproxy
 	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fan-out benchmark on PostgreSQL + Redis (slow: N up to 10,000); figures go to docs/.
@@ -51,6 +51,12 @@ chromium:
 	@command -v chromium >/dev/null || { \
 		[ "$$(id -u)" = 0 ] || { echo "Browser tests need Chromium: sudo apt-get install chromium"; exit 1; }; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The proxy tests run Debian's HAProxy with deploy/haproxy.cfg, as compose.yaml runs the image.
+haproxy:
+	@command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || { \
+		[ "$$(id -u)" = 0 ] || { echo "Proxy tests need HAProxy: sudo apt-get install haproxy"; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -117,7 +117,7 @@ def replace(server: Daphne, log: Path) -> Daphne:
     """A new server on `server`'s port once the old one has let go of it."""
     for _ in range(200):
         try:
-            return Daphne(server.env, log, port=server.port).start()
+            return Daphne(server.env, log, command=server.command, port=server.port).start()
         except RuntimeError:
             time.sleep(0.05)
     raise RuntimeError(f"port {server.port} never came free")

@@ -12,8 +12,10 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import requests
 import websockets.sync.client
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "compose.yaml"
 
 
 def free_port() -> int:
@@ -70,6 +72,25 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 # How `make run`, the Dockerfile and compose.yaml start the server (tests/test_security.py checks).
 SERVER_COMMAND = ("python", "-m", "liveroom.server")
+
+
+def load_compose() -> dict:
+    return YAML(typ="safe").load(COMPOSE.read_text())
+
+
+def executable(command: list[str]) -> list[str]:
+    # The image puts python and daphne on PATH; here they are this virtualenv's.
+    if command[0] == "python":
+        return [sys.executable, *command[1:]]
+    return [sys.executable, "-m", command[0], *command[1:]]
+
+
+def compose_web_command(port: int) -> list[str]:
+    """compose.yaml's `web` command, on a loopback port of this machine."""
+    command = [str(part) for part in load_compose()["services"]["web"]["command"]]
+    bind, listen = command.index("-b"), command.index("-p")
+    command[bind + 1], command[listen + 1] = "127.0.0.1", str(port)
+    return executable(command)
 
 
 class Daphne:

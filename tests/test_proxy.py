@@ -13,7 +13,7 @@ import requests
 
 from tests.conftest import delete_keys
 from tests.proxy import HAProxy, LivePage, join, leave, members_in_database, replace
-from tests.servers import Daphne, empty_database
+from tests.servers import Daphne, compose_web_command, empty_database, free_port
 
 pytestmark = pytest.mark.services
 
@@ -33,9 +33,15 @@ class Site:
     def __init__(self, env: dict[str, str], work: Path, processes: int) -> None:
         self.env = env
         self.work = work
-        self.servers = [Daphne(env, work / f"web{i}.log").start() for i in range(1, processes + 1)]
+        self.servers = [self.web(number) for number in range(1, processes + 1)]
         self.proxy = HAProxy(work, [server.port for server in self.servers]).start()
         self.pages: list[LivePage] = []
+
+    def web(self, number: int) -> Daphne:
+        """A process started with compose.yaml's command."""
+        port = free_port()
+        log = self.work / f"web{number}.log"
+        return Daphne(self.env, log, command=compose_web_command(port), port=port).start()
 
     def open_pages(self, count: int) -> list[LivePage]:
         for number in range(count):
@@ -184,3 +190,13 @@ def test_a_draining_process_gets_no_new_requests_or_sockets(site) -> None:
     # Told to reconnect once, and the reconnect went to the other process at the first try.
     assert all(page.codes == [1012] for page in moved), [page.codes for page in moved]
     assert converged(live)
+
+
+def test_the_app_sees_the_clients_address_not_one_the_client_made_up(site) -> None:
+    live = site(1)
+    spoofed = {"X-Forwarded-For": "203.0.113.9"}
+    assert requests.get(f"{live.proxy.url}/room/join/", headers=spoofed, timeout=5).ok
+    live.servers[0].stop()  # its access log is complete
+    log = live.servers[0].log()
+    assert "127.0.0.1:" in log.split('"GET /room/join/" 200')[0].splitlines()[-1]
+    assert "203.0.113.9" not in log
