@@ -50,3 +50,12 @@ live_task_restarts = Counter(
     "Tasks of the live core that died and were started again, by task",
     ["task"],
 )
+
+
+# Known label values start at 0, so a dashboard has a series before the first event.
+for kind in ("room", "rooms"):
+    open_pages.labels(kind)
+for kind in ("room.change", "room.presence", "rooms.change"):
+    changes_published.labels(kind)
+for kind in ("list", "own part"):
+    snapshots_sent.labels(kind)
