@@ -1,9 +1,11 @@
 """Hostile input, hostile pages and careless users: each gets a clear answer, nobody gets in."""
 
+import base64
 import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -142,17 +144,88 @@ def test_the_rate_limit_holds_across_server_processes(server_env, start_server) 
 # --- The WebSocket -----------------------------------------------------------------------
 
 
-def test_a_frame_over_the_size_limit_is_refused_by_daphne(start_server) -> None:
+def test_a_frame_over_the_size_limit_is_closed_with_1009(start_server) -> None:
     server = start_server()
     alice = Visitor()
     alice.join(server, "Alice")
     with alice.open_socket(server) as socket:
         read_snapshot(socket)
-        socket.send("x" * 5000)
-        # daphne drops the connection at once; the oversized frame never reaches the app.
+        socket.send("x" * 65536)
+        # Closed at once with "message too big"; the frame never reaches the app.
         with pytest.raises(websockets.ConnectionClosed):
             socket.recv(timeout=10)
+    assert socket.close_code == 1009
     assert "Exception inside application" not in server.log()
+
+
+class RawSocket:
+    """A WebSocket client that sends whatever frames it is told to, valid or not."""
+
+    def __init__(self, server, visitor: Visitor) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        cookie = "; ".join(f"{name}={value}" for name, value in visitor.http.cookies.items())
+        key = base64.b64encode(secrets.token_bytes(16)).decode()
+        self.sock.sendall(
+            f"GET /ws/room/ HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: {server.url}\r\nCookie: {cookie}\r\n\r\n"
+            .encode()
+        )  # fmt: skip
+        self.received = b""
+        while b"\r\n\r\n" not in self.received:
+            self.received += self.sock.recv(65536)
+        assert self.received.startswith(b"HTTP/1.1 101"), self.received[:100]
+
+    def send_frame(self, payload: bytes, *, opcode: int = 1, fin: bool = True) -> None:
+        mask = secrets.token_bytes(4)
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+        assert len(payload) < 126
+        self.sock.sendall(bytes([fin << 7 | opcode, 0x80 | len(payload)]) + mask + masked)
+
+    def close_code(self) -> int:
+        """The code of the server's close frame (the frames before it are skipped)."""
+        data = self.received.split(b"\r\n\r\n", 1)[1]
+        while True:
+            while len(data) < 2 or len(data) < header_and_length(data)[0]:
+                chunk = self.sock.recv(65536)
+                assert chunk, "the connection ended without a close frame"
+                data += chunk
+            size, length = header_and_length(data)
+            if data[0] & 0x0F == 8:
+                return int.from_bytes(data[size - length : size - length + 2])
+            data = data[size:]
+
+
+def header_and_length(data: bytes) -> tuple[int, int]:
+    """(the whole frame's size, its payload's length) of the server frame `data` starts with."""
+    length = data[1] & 0x7F
+    if length == 126:
+        return (4 + int.from_bytes(data[2:4]) if len(data) >= 4 else 4), int.from_bytes(data[2:4])
+    if length == 127:
+        return (10 + int.from_bytes(data[2:10]) if len(data) >= 10 else 10), int.from_bytes(
+            data[2:10]
+        )
+    return 2 + length, length
+
+
+def test_invalid_utf8_in_a_text_frame_is_closed_with_1007(start_server) -> None:
+    server = start_server()
+    alice = Visitor()
+    alice.join(server, "Alice")
+    raw = RawSocket(server, alice)
+    raw.send_frame(b"\xff\xfe not text")
+    assert raw.close_code() == 1007
+
+
+def test_a_client_trickling_message_fragments_is_closed_at_the_first(start_server) -> None:
+    """A page never sends: a first fragment that never completes closes the socket as a whole
+    message does (it would otherwise count as activity forever, and nothing would read)."""
+    server = start_server()
+    alice = Visitor()
+    alice.join(server, "Alice")
+    raw = RawSocket(server, alice)
+    raw.send_frame(b"", fin=False)
+    assert raw.close_code() == POLICY_VIOLATION
 
 
 def test_a_snapshot_bigger_than_a_client_frame_reaches_the_page(start_server) -> None:

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,11 +21,17 @@ from websockets.exceptions import ConnectionClosed
 from tests.servers import ROOT, Daphne, free_port
 
 
-@pytest.fixture
-def probe(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+def probe_server(tmp_path: Path, **env: str) -> Daphne:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"} | env
     server = Daphne(env, tmp_path / "probe.log")
     server.command = [*server.command, "tests.probe_app:application"]
+    return server
+
+
+@pytest.fixture
+def probe(tmp_path: Path):
+    # No bound on unsent bytes: the order test fills every buffer on purpose.
+    server = probe_server(tmp_path, LIVEROOM_SOCKET_BACKLOG_BYTES="0")
     yield server.start()
     server.stop()
 
@@ -71,6 +78,27 @@ def test_frames_keep_their_order_when_the_kernel_buffer_is_full(probe: Daphne) -
     assert numbers == list(range(2 * count))
 
 
+def test_a_socket_that_does_not_read_is_dropped_once_its_backlog_passes_the_limit(
+    tmp_path: Path,
+) -> None:
+    server = probe_server(tmp_path).start()  # the default limit, 1 MiB
+    try:
+        tiny = socket.socket()
+        tiny.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing
+        tiny.connect(("127.0.0.1", server.port))
+        with connect(server, sock=tiny, max_size=None) as flooded, connect(server) as other:
+            flooded.send("flood 100 65536")  # 12.5 MiB for a client that never reads
+            deadline = time.monotonic() + 10
+            while "Socket dropped" not in server.log() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            other.send("close 1000")  # the process goes on serving the others
+            assert close_code(other) == 1000
+        assert "over the limit of 1048576 (a client that does not read)" in server.log()
+        assert server.log().count("Socket dropped") == 1
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("code", [1008, 1012, 1013, 4403])
 def test_close_codes_reach_the_client_as_sent(probe: Daphne, code: int) -> None:
     with connect(probe) as socket:
@@ -112,11 +140,7 @@ def test_metrics_are_served_on_their_own_port_and_probes_stay_out_of_the_access_
     tmp_path: Path,
 ) -> None:
     metrics_port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["LIVEROOM_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
-    server = Daphne(env, tmp_path / "probe.log")
-    server.command = [*server.command, "tests.probe_app:application"]
-    server.start()
+    server = probe_server(tmp_path, LIVEROOM_METRICS_ADDRESS=f"127.0.0.1:{metrics_port}").start()
     try:
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
         assert b"process_cpu_seconds_total" in metrics.read()

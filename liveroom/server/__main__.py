@@ -9,8 +9,14 @@ limits below live in one place. Options given on the command line win over them.
 - No socket age limit: daphne would close sockets older than its timeout with 1000, which htmx
   does not retry.
 
-LIVEROOM_METRICS_ADDRESS (`host:port`, or a port on 127.0.0.1) serves the process's Prometheus
-metrics on a port of their own, never on the site's; unset, there is none.
+- liveroom's pages never send: for liveroom's application the first frame of any client
+  message, a fragment included, closes the socket with 1008.
+
+From the environment:
+- LIVEROOM_METRICS_ADDRESS (`host:port`, or a port on 127.0.0.1) serves the process's
+  Prometheus metrics on a port of their own, never on the site's; unset, there is none.
+- LIVEROOM_SOCKET_BACKLOG_BYTES (1 MiB; 0: no bound): a socket with more unsent bytes waiting in
+  the process is dropped. Keep it above the largest member list (about 160 bytes a member).
 """
 
 import os
@@ -20,6 +26,7 @@ import sys
 from liveroom.server.daphne import LiveroomCommandLine
 
 APPLICATION = "liveroom.asgi:application"
+DEFAULT_BACKLOG = 1024 * 1024
 IMPORT_PATH = re.compile(r"^[\w.]+:[\w.]+$")  # module:attribute, as daphne takes it
 LIMITS = (
     "--websocket-max-message-size", "4194304",
@@ -38,11 +45,22 @@ def metrics_address(value: str) -> tuple[str, int] | None:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def byte_count(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit():
+        sys.exit(f"{name} must be a whole number of bytes, got {value!r}.")
+    return int(value)
+
+
 def main(argv: list[str]) -> None:
     if not argv or not IMPORT_PATH.match(argv[-1]):
         argv = [*argv, APPLICATION]
-    address = metrics_address(os.environ.get("LIVEROOM_METRICS_ADDRESS", ""))
-    LiveroomCommandLine(metrics_address=address).run([*LIMITS, *argv])
+    command_line = LiveroomCommandLine(
+        metrics_address=metrics_address(os.environ.get("LIVEROOM_METRICS_ADDRESS", "")),
+        max_backlog=byte_count("LIVEROOM_SOCKET_BACKLOG_BYTES", DEFAULT_BACKLOG),
+        refuse_client_messages=argv[-1] == APPLICATION,
+    )
+    command_line.run([*LIMITS, *argv])
 
 
 if __name__ == "__main__":

@@ -86,12 +86,15 @@ def raw_sockets_supported(installed: dict[str, str]) -> bool:
 
 class RawSocket:
     """One open WebSocket, for frames the application has made itself (unmasked, no
-    extensions: daphne negotiates none)."""
+    extensions: daphne negotiates none). A socket whose unsent backlog passes `max_backlog`
+    bytes is dropped and its buffers freed: a client that does not read cannot hold the
+    server's memory."""
 
-    __slots__ = ("protocol",)
+    __slots__ = ("max_backlog", "protocol")
 
-    def __init__(self, protocol: WebSocketProtocol) -> None:
+    def __init__(self, protocol: WebSocketProtocol, max_backlog: int = 0) -> None:
         self.protocol = protocol
+        self.max_backlog = max_backlog  # 0: no bound
 
     def send(self, frame: bytes) -> None:
         protocol = self.protocol
@@ -100,8 +103,20 @@ class RawSocket:
             return
         if protocol.send_queue:  # autobahn's own delayed writes go first
             protocol.sendData(frame)
-        else:
-            write_at_once(protocol.transport, frame)
+        elif write_at_once(protocol.transport, frame):
+            return  # the kernel took it all: nothing waits here
+        if self.max_backlog and (unsent := self.unsent_bytes()) > self.max_backlog:
+            self.drop(unsent)
+
+    def drop(self, unsent: int) -> None:
+        """A close frame would wait behind what the client does not read: drop the connection
+        (the client sees 1006, which browsers' htmx retries once their network is back)."""
+        logger.warning(
+            "Socket dropped: %d bytes unsent, over the limit of %d (a client that does not read)",
+            unsent, self.max_backlog,
+            extra={"event": "socket_dropped", "unsent": unsent, "limit": self.max_backlog},
+        )  # fmt: skip
+        self.protocol.dropConnection(abort=True)
 
     def unsent_bytes(self) -> int:
         """What the kernel has not taken yet and waits in this process."""
@@ -121,8 +136,9 @@ class RawSocket:
         protocol.clean_headers.clear()  # daphne's list, which is scope["headers"]
 
 
-def write_at_once(transport: tcp.Connection, data: bytes) -> None:
-    """Write to the kernel now when nothing is queued before `data`; else queue it behind."""
+def write_at_once(transport: tcp.Connection, data: bytes) -> bool:
+    """Write to the kernel now when nothing is queued before `data`; else queue it behind.
+    Whether the kernel took all of it."""
     nothing_queued = not transport._tempDataBuffer and transport.offset == len(transport.dataBuffer)
     if (
         nothing_queued
@@ -135,11 +151,21 @@ def write_at_once(transport: tcp.Connection, data: bytes) -> None:
         with contextlib.suppress(OSError):
             data = data[transport.socket.send(data) :]
         if not data:
-            return
+            return True
     transport.write(data)
+    return False
 
 
 class LiveroomWebSocketProtocol(WebSocketProtocol):
+    def onMessageFrameEnd(self) -> None:
+        # A server whose application's clients never send closes the socket at the end of the
+        # first frame of a message, fragments included (the application would see only whole
+        # messages, and a client trickling fragments would count as active forever). At the
+        # end, so that a frame too big (1009) or not UTF-8 (1007) is told so first.
+        if self.server.refuse_client_messages and self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=POLICY_VIOLATION, isReply=False)
+        super().onMessageFrameEnd()
+
     def serverClose(self, code: int | None = None) -> None:
         if code in STANDARD_SERVER_CODES:
             self.sendCloseFrame(code=code, isReply=False)
@@ -158,10 +184,19 @@ class LiveroomServer(Server):
     """daphne's Server with standard close codes, draining, a metrics port and (on tested
     versions) raw sockets."""
 
-    def __init__(self, *args, metrics_address: tuple[str, int] | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        metrics_address: tuple[str, int] | None = None,
+        max_backlog: int = 0,
+        refuse_client_messages: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.raw_sockets = raw_sockets_supported(installed_versions())
         self.metrics_address = metrics_address
+        self.max_backlog = max_backlog
+        self.refuse_client_messages = refuse_client_messages
         self.ports: list = []
         self.status = ServerStatus()
         self.stopping = False  # taking no new requests at all
@@ -202,8 +237,11 @@ class LiveroomServer(Server):
 
     @ws_factory.setter
     def ws_factory(self, factory: WebSocketFactory) -> None:
-        # Server.run() makes the factory; its connections use this protocol.
+        # Server.run() makes the factory; its connections use this protocol. A frame over the
+        # size limit, invalid UTF-8 or a protocol error get a close frame with their code
+        # (1009, 1007, 1002) instead of a dropped connection.
         factory.protocol = LiveroomWebSocketProtocol
+        factory.setProtocolOptions(failByDrop=False)
         self._ws_factory = factory
 
     def create_application(self, protocol, scope):
@@ -216,7 +254,8 @@ class LiveroomServer(Server):
         if scope.get("type") == "http" and self.draining:
             close_after_response(protocol)
         if scope.get("type") == "websocket" and self.raw_sockets:
-            scope.setdefault("extensions", {})[SOCKET_EXTENSION] = RawSocket(protocol)
+            raw_socket = RawSocket(protocol, self.max_backlog)
+            scope.setdefault("extensions", {})[SOCKET_EXTENSION] = raw_socket
             # Daphne has handed the connection over; only this registration kept Twisted's
             # HTTP channel (and its request) alive. Sockets need no producer: pages never
             # send, so there is no reading to pause.
@@ -286,6 +325,8 @@ def close_after_response(request) -> None:
 
 
 class LiveroomCommandLine(CommandLineInterface):
-    def __init__(self, metrics_address: tuple[str, int] | None = None) -> None:
+    def __init__(self, **server_options) -> None:
+        """`server_options`: LiveroomServer's own (metrics_address, max_backlog,
+        refuse_client_messages)."""
         super().__init__()
-        self.server_class = partial(LiveroomServer, metrics_address=metrics_address)
+        self.server_class = partial(LiveroomServer, **server_options)
