@@ -208,6 +208,19 @@ def header_and_length(data: bytes) -> tuple[int, int]:
     return 2 + length, length
 
 
+def test_sockets_to_unknown_paths_are_refused_without_a_traceback(start_server) -> None:
+    server = start_server()
+    for path in ["/ws/nope/", "/ws/room/a/b/c/", "/anything"] * 30:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            websockets.sync.client.connect(f"ws://127.0.0.1:{server.port}{path}", origin=server.url)
+        assert refused.value.response.status_code == 403
+    log = server.log()
+    assert "Traceback" not in log
+    assert "No route found" not in log
+    assert log.count("to unknown paths") == 1  # one line a minute, however many
+    assert "Refused 1 socket(s) to unknown paths in the last minute, e.g. '/ws/nope/'" in log
+
+
 def test_invalid_utf8_in_a_text_frame_is_closed_with_1007(start_server) -> None:
     server = start_server()
     alice = Visitor()

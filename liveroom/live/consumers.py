@@ -5,6 +5,7 @@ group's messages. Every write goes through the page's socket as a frame (liveroo
 """
 
 import logging
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -218,3 +219,24 @@ class RoomsConsumer(LivePage):
 
     async def send_snapshot(self) -> None:
         """The list is whole in every message: nothing to catch up."""
+
+
+class UnknownPath(AsyncWebsocketConsumer):
+    """A socket to a path no page opens: refused at the handshake (daphne answers 403), with one
+    short log line a minute however many come, never a traceback. The count is the process's."""
+
+    channel_layer_alias = None
+    LOG_EVERY_SECONDS = 60.0
+    refused = 0
+    next_line = 0.0
+
+    async def connect(self) -> None:
+        await self.close(code=POLICY_VIOLATION)  # before accept: no socket, a 403
+        cls = type(self)
+        cls.refused += 1
+        if (now := time.monotonic()) >= cls.next_line:
+            logger.info(
+                "Refused %d socket(s) to unknown paths in the last minute, e.g. %r",
+                cls.refused, self.scope.get("path", "")[:100],
+            )  # fmt: skip
+            cls.refused, cls.next_line = 0, now + cls.LOG_EVERY_SECONDS
