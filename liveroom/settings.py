@@ -208,6 +208,10 @@ LIVEROOM_CACHED_ROOMS = env_number("LIVEROOM_CACHED_ROOMS", 256)
 # Threads a process reads the database with for its room pages (snapshots); at most this many
 # run at once, and none waits behind the threads that serve HTTP requests.
 LIVEROOM_READ_THREADS = env_number("LIVEROOM_READ_THREADS", 4)
+# Sockets one member (session) and one client address may hold open in a process; over either
+# the socket is closed with 1008. Behind a proxy, run daphne with --proxy-headers.
+LIVEROOM_SOCKETS_PER_MEMBER = env_number("LIVEROOM_SOCKETS_PER_MEMBER", 50)
+LIVEROOM_SOCKETS_PER_ADDRESS = env_number("LIVEROOM_SOCKETS_PER_ADDRESS", 1000)
 # Seconds /readyz gives the database and Redis to answer before it says 503.
 LIVEROOM_READY_TIMEOUT = env_number("LIVEROOM_READY_TIMEOUT", 1.0)
 # Seconds between each process's checks that its pages are up to date and Redis is the same.
@@ -227,7 +231,12 @@ for name in ("LIVEROOM_PRESENCE_GRACE_SECONDS", "LIVEROOM_IDLE_REMOVAL_SECONDS")
         raise ImproperlyConfigured(f"{name} must be 0 or more, got {globals()[name]}.")
 if LIVEROOM_IDLE_REMOVAL_SECONDS and not LIVEROOM_PRESENCE:
     raise ImproperlyConfigured("LIVEROOM_IDLE_REMOVAL_SECONDS needs LIVEROOM_PRESENCE on.")
-for name in ("LIVEROOM_CACHED_ROOMS", "LIVEROOM_READ_THREADS"):
+for name in (
+    "LIVEROOM_CACHED_ROOMS",
+    "LIVEROOM_READ_THREADS",
+    "LIVEROOM_SOCKETS_PER_MEMBER",
+    "LIVEROOM_SOCKETS_PER_ADDRESS",
+):
     if globals()[name] < 1:
         raise ImproperlyConfigured(f"{name} must be at least 1, got {globals()[name]}.")
 if LIVEROOM_PRESENCE_EXPIRY_SECONDS < 1:

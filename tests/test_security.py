@@ -14,13 +14,22 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 from ruamel.yaml import YAML
 
+from liveroom.asgi import application
 from liveroom.live.close_codes import POLICY_VIOLATION
 from liveroom.models import Member
-from tests.conftest import join, open_room_page
+from tests.conftest import (
+    join,
+    new_member,
+    open_room_page,
+    open_socket,
+    receive_snapshot,
+    socket_headers,
+)
 from tests.servers import ROOT, SERVER_COMMAND, Visitor, read_snapshot
 
 HOSTILE_NAMES = [
@@ -335,3 +344,50 @@ def test_pages_carry_a_strict_content_security_policy(alice: Client) -> None:
     assert '"allowEval": false' in html
     assert '"includeIndicatorStyles": false' in html
     assert '"allowScriptTags": false' in html
+
+
+# --- Sockets per member and per address --------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_member_over_the_socket_limit_is_refused_and_logged_once(settings, caplog) -> None:
+    settings.LIVEROOM_SOCKETS_PER_MEMBER = 3
+    alice, first = await open_room_page("Alice")
+    others = [await open_socket(alice) for _ in range(2)]
+    for page in others:
+        await receive_snapshot(page)
+    refused = [await open_socket(alice) for _ in range(2)]  # the 4th and 5th
+    for page in refused:
+        assert await page.receive_output() == {"type": "websocket.close", "code": 1008}
+    assert caplog.text.count("Socket refused: member") == 1
+    _, bob = await open_room_page("Bob")  # someone else is not affected
+    await first.disconnect()  # one of Alice's closes: she may open another
+    again = await open_socket(alice)
+    await receive_snapshot(again)
+    for page in [*others, bob, again]:
+        await page.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_an_address_over_the_socket_limit_is_refused(settings) -> None:
+    settings.LIVEROOM_SOCKETS_PER_ADDRESS = 2
+    members = [await new_member(f"Guest {number}") for number in range(3)]
+
+    async def from_address(client: Client, address: str) -> WebsocketCommunicator:
+        communicator = WebsocketCommunicator(
+            application, "/ws/room/", headers=socket_headers(client)
+        )
+        communicator.scope["client"] = (address, 50000)
+        assert (await communicator.connect())[0]
+        return communicator
+
+    shared = [await from_address(client, "203.0.113.7") for client in members]
+    assert (await shared[2].receive_output())["code"] == 1008
+    for page in shared[:2]:
+        await receive_snapshot(page)
+    elsewhere = await from_address(members[2], "198.51.100.1")
+    await receive_snapshot(elsewhere)
+    for page in [*shared[:2], elsewhere]:
+        await page.disconnect()

@@ -53,14 +53,27 @@ class LivePage(AsyncWebsocketConsumer):
     group_name: str
     room_slug: str | None = None
     opened = False  # registered with the LiveCore
+    admitted: list[tuple[str, str]] = []  # counted against these socket limits
 
     async def websocket_connect(self, message: dict) -> None:
         self.socket = socket_for(self.scope, self.base_send)
         self.core = live_core()
         await super().websocket_connect(message)
 
+    def limit_keys(self) -> list[tuple[str, str]]:
+        """What this socket counts against: its client address (and, on room pages, its
+        member's session)."""
+        client = self.scope.get("client") or ("",)
+        return [("address", str(client[0]))] if client[0] else []
+
     async def open(self) -> bool:
-        """Join the LiveCore; False (and the page asked to retry) if the layer is down."""
+        """Join the LiveCore; False (and the page closed) over a socket limit, or if the layer
+        is down (the page is asked to retry)."""
+        keys = self.limit_keys()
+        if not self.core.limits.admit(keys):
+            await self.close(code=POLICY_VIOLATION)
+            return False
+        self.admitted = keys
         try:
             await self.core.open(self)
         except Exception as error:
@@ -83,6 +96,9 @@ class LivePage(AsyncWebsocketConsumer):
         await super().close(code=code, reason=reason)
 
     async def disconnect(self, code: int) -> None:
+        if self.admitted:
+            self.core.limits.release(self.admitted)
+            self.admitted = []
         if self.opened:
             self.core.close(self)
 
@@ -119,6 +135,9 @@ class RoomConsumer(LivePage):
             self.core.deliver_to(self, message)
         self.socket.forget_handshake()  # the page's cookie was all it needed of its headers
         self.core.watch(self)
+
+    def limit_keys(self) -> list[tuple[str, str]]:
+        return [("member", self.session_key), *super().limit_keys()]
 
     @property
     def member_id(self) -> int | None:

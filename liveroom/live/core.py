@@ -9,6 +9,7 @@
   snapshot, Redis is checked (pages are asked to reconnect when it went away or was replaced),
   group memberships are renewed before any layer can expire them, and heartbeats go out.
 - Presence counting (a Tracker) and what it reports: rendered per room and published.
+- The sockets each member and each client address has open here, against their limits.
 - The frames of the rooms' member lists, and the reader threads snapshots are made in: at most
   LIVEROOM_READ_THREADS at once, never queued behind the threads that serve HTTP requests. A
   room's list (liveroom/rooms/fragments.py, shared with page loads) and frame go with its last
@@ -34,6 +35,7 @@ from django.db import DatabaseError
 
 from liveroom import metrics
 from liveroom.live import publish
+from liveroom.live.limits import SocketLimits
 from liveroom.live.messages import (
     PRESENCE_EVENT,
     ROOMS_GROUP,
@@ -69,6 +71,9 @@ class LiveCore:
         self.subscription_lock = asyncio.Lock()
         self.list_frames: dict[str, tuple[str, bytes]] = {}
         self.readers = Readers(settings.LIVEROOM_READ_THREADS)
+        self.limits = SocketLimits(
+            settings.LIVEROOM_SOCKETS_PER_MEMBER, settings.LIVEROOM_SOCKETS_PER_ADDRESS
+        )
         self.tracker: Tracker | None = None
         self.room_list = publish.RoomListRefresh()
         self.tasks: dict[str, asyncio.Task] = {}  # supervised, by name
