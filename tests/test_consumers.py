@@ -11,6 +11,7 @@ from liveroom.asgi import application
 from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION
 from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
+from liveroom.rooms import fragments
 from tests.conftest import join, new_member, open_socket, receive_snapshot, socket_headers
 from tests.htmx_model import RoomPage
 
@@ -129,16 +130,37 @@ async def test_leaving_in_another_tab_closes_this_tab_with_a_notice() -> None:
     assert await socket.receive_output() == {"type": "websocket.close", "code": NOT_A_MEMBER}
 
 
-async def test_renaming_in_another_tab_sends_this_tab_a_fresh_list() -> None:
+async def test_renaming_in_another_tab_sends_this_tab_its_own_part_again() -> None:
     alice = await new_member("Alice")
     socket = await open_socket(alice)
     await receive_snapshot(socket)
 
     await sync_to_async(join)(alice, "Alicia")
-    snapshot = await receive_snapshot(socket)
-    assert '<strong id="my-name" hx-swap-oob="true">Alicia</strong>' in snapshot
-    assert "member--you" in snapshot
+    own_part = await socket.receive_from()  # the rename is all it lacks: no list again
+    assert own_part.startswith('<p id="connection"')
+    assert '<strong id="my-name" hx-swap-oob="true">Alicia</strong>' in own_part
+    assert 'class="member member--you" hx-swap-oob="true"' in own_part
+    assert await socket.receive_nothing(timeout=0.2)
     await socket.disconnect()
+
+
+async def test_a_rename_reads_one_snapshot_for_all_of_the_members_pages(monkeypatch) -> None:
+    reads = []
+    snapshot = fragments.snapshot
+    monkeypatch.setattr(
+        fragments, "snapshot", lambda **kwargs: reads.append(kwargs) or snapshot(**kwargs)
+    )
+    alice = await new_member("Alice")
+    pages = [await open_socket(alice) for _ in range(30)]
+    for page in pages:
+        await receive_snapshot(page)
+    reads.clear()
+    await sync_to_async(join)(alice, "Alicia")
+    for page in pages:
+        assert "Alicia" in await page.receive_from()
+    assert len(reads) == 1  # not one per page
+    for page in pages:
+        await page.disconnect()
 
 
 async def test_a_frame_from_the_client_closes_the_socket() -> None:

@@ -158,32 +158,50 @@ class RoomConsumer(LivePage):
         return self.state.gap_open()
 
     async def handle(self, message: Message) -> None:
-        """What triage decided to HANDLE: a change of the page's own member (a presence message
-        that came late goes through LiveCore.send_presence_now)."""
-        if message["type"] == "room.change":
-            await self.own_membership_changed(left=message["left"])
-
-    async def own_membership_changed(self, *, left: bool) -> None:
-        if left:
+        """What triage decided to HANDLE and the LiveCore leaves to each page: its own member
+        left from another tab. (A rename goes through LiveCore.refresh_own, a late presence
+        message through LiveCore.send_presence_now.)"""
+        if message["type"] == "room.change" and message["left"]:
             assert self.room_slug is not None
             self.write(fragments.render_left_notice(self.room_slug))
             await self.close(code=NOT_A_MEMBER)
-        else:
-            # A rename from another tab: the snapshot marks this member as "you" again.
-            await self.send_snapshot()
 
     async def send_snapshot(self, *, first: bool = False) -> None:
         """The whole list (framed once for every page of the room at this version), then this
-        page's own part. The first one also checks that the session is still live."""
+        page's own part. The first one also checks that the session is still live; a page
+        whose load rendered this very list gets only its own part."""
+        snapshot = await self.read_snapshot(check_session=first)
+        if snapshot is not None:
+            current = (snapshot.version, snapshot.presence_sequence) == self.page_shows
+            self.show(snapshot, whole=not (first and current))
+
+    async def read_snapshot(self, *, check_session: bool = False) -> fragments.Snapshot | None:
+        """The room as this page's member sees it now; None (and the page closed) if the
+        session is no member, or the database is down (the page is asked to retry)."""
         try:
-            snapshot = await self.core.snapshot(self, self.session_key, check_session=first)
+            snapshot = await self.core.snapshot(self, self.session_key, check_session=check_session)
         except DatabaseError as error:
             logger.warning("Database unavailable for a snapshot, page asked to retry: %s", error)
             await self.close(code=TRY_AGAIN_LATER)
-            return
+            return None
         if snapshot is None:
             await self.close(code=NOT_A_MEMBER)
-            return
+        return snapshot
+
+    def show_own_change(self, snapshot: fragments.Snapshot) -> None:
+        """A snapshot read after this page's own member was renamed from another tab (one for
+        all of that member's pages): if the rename is all the page lacks, its own part is
+        enough (it marks the new entry as "you")."""
+        state = self.state
+        only_own = (snapshot.version, snapshot.presence_sequence) == (
+            state.version + 1,
+            state.presence_seen,
+        )
+        self.show(snapshot, whole=not only_own)
+
+    def show(self, snapshot: fragments.Snapshot, *, whole: bool) -> None:
+        """Send `snapshot`: the list (framed once for every page of the room at this version)
+        if `whole`, then this page's own part."""
         if not self.state.shown(
             member_id=snapshot.member_id,
             version=snapshot.version,
@@ -191,8 +209,6 @@ class RoomConsumer(LivePage):
         ):
             return  # read before a change this page has already shown
         assert self.room_slug is not None
-        # A page whose load rendered this very list needs only its own part.
-        whole = not first or self.page_shows != (snapshot.version, snapshot.presence_sequence)
         if whole:
             self.socket.send(self.core.list_frame(self.room_slug, snapshot.members_html))
         self.write(snapshot.own_html)

@@ -26,7 +26,7 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
@@ -37,13 +37,23 @@ from liveroom import metrics
 from liveroom.live import publish
 from liveroom.live.limits import SocketLimits
 from liveroom.live.messages import (
+    CHANGE_EVENT,
     PRESENCE_EVENT,
     ROOMS_GROUP,
     Message,
     RoomPresenceChange,
     room_group,
 )
-from liveroom.live.page import FORWARD, GAP_SECONDS, HANDLE, HOLD, RELEASE, Decision, Page
+from liveroom.live.page import (
+    FORWARD,
+    GAP_SECONDS,
+    HANDLE,
+    HOLD,
+    RELEASE,
+    Decision,
+    Page,
+    RoomPage,
+)
 from liveroom.live.readers import Readers
 from liveroom.live.redis_check import RedisCheck
 from liveroom.live.sockets import text_frame
@@ -195,7 +205,7 @@ class LiveCore:
         """Hand `message` to every page of its group; one page's failure is not another's."""
         pages = list(self.groups.get(message["group"], ()))
         frame = None  # framed at most once, for every page that forwards it as is
-        late: list[Page] = []
+        handled: list[Page] = []
         next_yield = time.perf_counter() + PASS_SECONDS
         for page in pages:
             try:
@@ -204,37 +214,62 @@ class LiveCore:
                     frame = frame or text_frame(message["html"])
                     page.socket.send(frame)
                 else:
-                    self.act(page, message, decision, late)
+                    self.act(page, message, decision, handled)
             except Exception:
                 self.failed_deliveries += 1
                 logger.exception("A %s message was not delivered to one page", message["type"])
             if time.perf_counter() >= next_yield:
                 await asyncio.sleep(0)
                 next_yield = time.perf_counter() + PASS_SECONDS
-        if late and message["type"] == PRESENCE_EVENT:
-            self.spawn(self.send_presence_now(message["members"], late))
+        if handled:
+            self.handle(message, handled)
         if pages and (sent_at := message.get("sent_at")):
             metrics.delivery_seconds.observe(max(0.0, time.time() - sent_at))
 
-    def act(self, page: Page, message: Message, decision: Decision, late: list[Page]) -> None:
-        """What a page decided for a message, but a plain forward."""
+    def act(self, page: Page, message: Message, decision: Decision, handled: list[Page]) -> None:
+        """What a page decided for a message, but a plain forward; pages that need it handled
+        are added to `handled`."""
         if decision is FORWARD or decision is RELEASE:
             page.socket.send(text_frame(message["html"]))
             if decision is RELEASE and (held := page.next_held()) is not None:
-                self.act(page, held, page.triage(held), late)
+                self.deliver_to(page, held)
         elif decision is HOLD:
             self.loop.call_later(GAP_SECONDS, self.check_gap, page)
-        elif decision is HANDLE and message["type"] == PRESENCE_EVENT:
-            late.append(page)
         elif decision is HANDLE:
-            self.spawn(page.handle(message))
+            handled.append(page)
 
     def deliver_to(self, page: Page, message: Message) -> None:
         """One message to one page, as `deliver` would hand it."""
-        late: list[Page] = []
-        self.act(page, message, page.triage(message), late)
-        if late and message["type"] == PRESENCE_EVENT:
-            self.spawn(self.send_presence_now(message["members"], late))
+        handled: list[Page] = []
+        self.act(page, message, page.triage(message), handled)
+        if handled:
+            self.handle(message, handled)
+
+    def handle(self, message: Message, pages: list[Page]) -> None:
+        """What the pages that said HANDLE to one message need, done once for all of them: a
+        late presence message, the current states of its members, rendered once; a change of
+        the pages' own member (a rename or a leave from another tab), one snapshot for all of
+        that member's pages, however many they opened."""
+        if message["type"] == PRESENCE_EVENT:
+            self.spawn(self.send_presence_now(message["members"], pages))
+        elif message["type"] == CHANGE_EVENT and not message["left"]:
+            self.spawn(self.refresh_own(cast(list[RoomPage], pages)))
+        else:
+            for page in pages:
+                self.spawn(page.handle(message))
+
+    async def refresh_own(self, pages: list[RoomPage]) -> None:
+        """Pages of one member, renamed from another tab: one snapshot, each page sent what it
+        lacks (nearly always its own part alone), in small pieces."""
+        snapshot = await pages[0].read_snapshot()
+        if snapshot is None:
+            return  # closed: the session or membership is gone, or the database is down
+        next_yield = time.perf_counter() + PASS_SECONDS
+        for page in pages:
+            page.show_own_change(snapshot)
+            if time.perf_counter() >= next_yield:
+                await asyncio.sleep(0)
+                next_yield = time.perf_counter() + PASS_SECONDS
 
     def check_gap(self, page: Page) -> None:
         """A change held for GAP_SECONDS still lacks the one before it: that one was lost."""

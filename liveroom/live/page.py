@@ -14,6 +14,7 @@ from typing import Protocol
 
 from liveroom.live.messages import PRESENCE_EVENT, Message
 from liveroom.live.sockets import Socket
+from liveroom.rooms.fragments import Snapshot
 
 
 class Decision(Enum):
@@ -114,3 +115,11 @@ class Page(Protocol):
     async def send_snapshot(self) -> None: ...
 
     async def close(self, code: int | None = None) -> None: ...
+
+
+class RoomPage(Page, Protocol):
+    """A room page, as the LiveCore sees it when its own member changed."""
+
+    async def read_snapshot(self) -> Snapshot | None: ...
+
+    def show_own_change(self, snapshot: Snapshot) -> None: ...
