@@ -227,3 +227,18 @@ async def test_a_new_page_shows_presence_that_changed_after_the_list_was_rendere
     assert bob_page.online_count == "1 online"
     await alice_socket.disconnect()
     await bob_socket.disconnect()
+
+
+async def test_the_watch_heals_presence_a_page_never_got_a_message_for(settings) -> None:
+    settings.LIVEROOM_WATCH_INTERVAL = 0.2
+    alice = await new_member("Alice")
+    await new_member("Bob")
+    socket, page = await open_page(alice)
+    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    bob_id = await Member.objects.filter(name="Bob").values_list("id", flat=True).aget()
+    # Bob comes online on another process whose message is lost: only the store knows.
+    change = await stores.for_reading().update("lobby", "elsewhere", {bob_id}, set(), 60)
+    assert change is not None
+    await read_until(socket, page, lambda page: page.state_of("Bob") == "online")
+    assert page.online_count == "2 online"
+    await socket.disconnect()

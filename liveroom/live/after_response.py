@@ -3,8 +3,9 @@
 A change's fan-out keeps this process's event loop busy for a while (a pass over every page of
 the room here, when it has them); sent from the view, it would hold up that very view's
 response. So the view queues its sends here, and the HTTP application (liveroom/asgi.py) runs
-them, in order, once the response is out. Each request's sends run in a task of their own: a
-slow or unreachable channel layer holds up no other request's. Outside a request served that
+them once the response is out, side by side, each with its own timeout (a slow publish holds
+up no other). Each request's sends run in a task of their own: a slow or unreachable channel
+layer holds up no other request's. Outside a request served that
 way (the test client, management commands), a send runs at once.
 """
 
@@ -54,8 +55,11 @@ _running: set[asyncio.Task] = set()
 
 
 async def _run(sends: list[Send]) -> None:
-    for send in sends:
-        try:
-            await send()
-        except Exception:  # each send logs its own failures; this is a last resort
-            logger.exception("A message after a response failed")
+    await asyncio.gather(*(_guarded(send) for send in sends))
+
+
+async def _guarded(send: Send) -> None:
+    try:
+        await send()
+    except Exception:  # each send logs its own failures; this is a last resort
+        logger.exception("A message after a response failed")

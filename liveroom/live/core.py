@@ -325,6 +325,7 @@ class LiveCore:
         interval = settings.LIVEROOM_WATCH_INTERVAL
         redis = RedisCheck(settings.REDIS_URL, timeout=interval) if settings.REDIS_URL else None
         due_versions: dict[str, int] = {}
+        due_presence: dict[str, int] = {}
         heartbeat = text_frame(fragments.render_heartbeat())
         tick = 0
         try:
@@ -333,6 +334,8 @@ class LiveCore:
                     await self.close_pages(code)
                 else:
                     due_versions = await self.resync_pages_behind(pages, due_versions)
+                    if settings.LIVEROOM_PRESENCE:
+                        due_presence = await self.heal_presence(pages, due_presence)
                 await self.renew_subscriptions()
                 if settings.LIVEROOM_HEARTBEAT_SECONDS:
                     slices = max(1, round(settings.LIVEROOM_HEARTBEAT_SECONDS / interval))
@@ -369,6 +372,35 @@ class LiveCore:
             logger.info("%d pages missed a change; sending them the whole list", len(behind))
             await asyncio.gather(*(page.send_snapshot() for page in behind), return_exceptions=True)
         return versions
+
+    async def heal_presence(self, pages: list[Page], due: dict[str, int]) -> dict[str, int]:
+        """Pages showing older presence than the store had a tick ago missed a presence message
+        (lost, or skipped when the layer was slow): each such room's presence now, rendered
+        once, goes to them. Returns the sequences seen now."""
+        room_pages = cast(list[RoomPage], [page for page in pages if page.room_slug])
+        try:
+            sequences = await self.readers.run(
+                fragments.presence_sequences, {page.room_slug for page in room_pages}
+            )
+        except Exception as error:
+            logger.warning("Cannot check presence: %s: %s", type(error).__name__, error)
+            return due
+        behind: dict[str, list[RoomPage]] = {}
+        for page in room_pages:
+            if page.state.presence_seen < due.get(page.room_slug or "", 0):
+                behind.setdefault(page.room_slug or "", []).append(page)
+        for room_slug, stale in behind.items():
+            logger.info("%d pages of %s missed presence; sending it whole", len(stale), room_slug)
+            self.spawn(self.send_presence_all(room_slug, stale))
+        return sequences
+
+    async def send_presence_all(self, room_slug: str, pages: list[RoomPage]) -> None:
+        html, sequence = await self.readers.run(fragments.render_presence_all, room_slug)
+        frame = text_frame(html)
+        for page in pages:
+            if sequence > page.state.presence_seen:
+                page.state.presence_shown(sequence)
+                page.socket.send(frame)
 
     async def close_pages(self, code: int) -> None:
         """Close every room page of this process with `code` (they reconnect for a fresh list)."""

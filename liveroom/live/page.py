@@ -53,6 +53,11 @@ class PageState:
         self.held = {held: message for held, message in self.held.items() if held > version}
         return True
 
+    def presence_shown(self, sequence: int) -> None:
+        """Every member's presence as of `sequence` reached the page (the watch's repair)."""
+        if sequence > self.presence_seen:
+            self.presence_base = self.presence_seen = sequence
+
     def next_held(self) -> Message | None:
         """The held change that is next now, if any (triage it like a new one)."""
         return self.held.pop(self.version + 1, None)
@@ -118,7 +123,10 @@ class Page(Protocol):
 
 
 class RoomPage(Page, Protocol):
-    """A room page, as the LiveCore sees it when its own member changed."""
+    """A room page, as the LiveCore sees it when its own member changed or its presence is
+    behind."""
+
+    state: PageState
 
     async def read_snapshot(self) -> Snapshot | None: ...
 

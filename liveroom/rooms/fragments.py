@@ -163,6 +163,25 @@ def render_presence_now(*, room_slug: str, member_ids: list[int]) -> str:
     return render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context).strip()
 
 
+def render_presence_all(room_slug: str) -> tuple[str, int]:
+    """Every member's presence as the store has it now, and the presence sequence it is at:
+    for pages that missed a presence message."""
+    presence = room_presence(room_slug)
+    context = {
+        "members": Member.objects.filter(room__slug=room_slug).only("id"),
+        "online": presence.online,
+        "online_count": len(presence.online),
+        "oob": True,
+    }
+    html = render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context).strip()
+    return html, presence.sequence
+
+
+def presence_sequences(room_slugs: set[str]) -> dict[str, int]:
+    """Each room's presence sequence in the store now."""
+    return {slug: room_presence(slug).sequence for slug in room_slugs}
+
+
 def render_room_list() -> str:
     """The list on /rooms/, as an out-of-band swap."""
     context = {"rooms": rooms_with_members(), "oob": True}
