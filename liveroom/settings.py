@@ -212,6 +212,8 @@ LIVEROOM_READ_THREADS = env_number("LIVEROOM_READ_THREADS", 4)
 # the socket is closed with 1008. Behind a proxy, run daphne with --proxy-headers.
 LIVEROOM_SOCKETS_PER_MEMBER = env_number("LIVEROOM_SOCKETS_PER_MEMBER", 50)
 LIVEROOM_SOCKETS_PER_ADDRESS = env_number("LIVEROOM_SOCKETS_PER_ADDRESS", 1000)
+# Rooms on each page of /rooms/ (busiest first; the first page is the live one).
+LIVEROOM_ROOMS_PAGE_SIZE = env_number("LIVEROOM_ROOMS_PAGE_SIZE", 50)
 # Seconds /readyz gives the database and Redis to answer before it says 503.
 LIVEROOM_READY_TIMEOUT = env_number("LIVEROOM_READY_TIMEOUT", 1.0)
 # Seconds between each process's checks that its pages are up to date and Redis is the same.
@@ -236,6 +238,7 @@ for name in (
     "LIVEROOM_READ_THREADS",
     "LIVEROOM_SOCKETS_PER_MEMBER",
     "LIVEROOM_SOCKETS_PER_ADDRESS",
+    "LIVEROOM_ROOMS_PAGE_SIZE",
 ):
     if globals()[name] < 1:
         raise ImproperlyConfigured(f"{name} must be at least 1, got {globals()[name]}.")

@@ -164,3 +164,44 @@ async def test_a_change_during_a_render_of_the_rooms_list_gets_a_fresh_one() -> 
 async def record(sent: list, message: tuple) -> bool:
     sent.append(message)
     return True
+
+
+@pytest.mark.django_db
+@pytest.mark.asyncio
+async def test_the_rooms_list_is_refreshed_at_most_once_an_interval() -> None:
+    loop = asyncio.get_running_loop()
+    rendered_at, sent = [], []
+    refresh = RoomListRefresh(
+        render=lambda: rendered_at.append(loop.time()) or f"list {len(rendered_at)}",
+        send=lambda *message, **_: record(sent, message),
+        interval=0.5,
+    )
+    started = loop.time()
+    await refresh.refresh()
+    for _ in range(5):  # a burst of changes, 0.05 s apart
+        await asyncio.sleep(0.05)
+        later = asyncio.ensure_future(refresh.refresh())
+    await later
+    assert len(rendered_at) == 2  # the first at once, then one for the whole burst
+    assert rendered_at[0] - started < 0.2
+    assert rendered_at[1] - rendered_at[0] >= 0.5
+    assert [message["html"] for (_, message) in sent] == ["list 1", "list 2"]  # the last state
+
+
+@pytest.mark.django_db
+def test_the_rooms_page_is_paginated_busiest_first(client, settings) -> None:
+    settings.LIVEROOM_ROOMS_PAGE_SIZE = 2
+    for room, people in [("quiet", 1), ("busy", 3), ("middle", 2)]:
+        for number in range(people):
+            join_room(Client(), room, f"Person {number}")
+    first = client.get("/rooms/").content.decode()
+    assert first.index("busy") < first.index("middle")
+    assert "quiet" not in first
+    assert "Page 1 of 2" in first
+    assert 'ws-connect="/ws/rooms/"' in first  # the first page is live
+    second = client.get("/rooms/?page=2").content.decode()
+    assert "quiet" in second
+    assert "busy" not in second
+    assert "ws-connect" not in second
+    assert "Page 2 of 2" in client.get("/rooms/?page=99").content.decode()  # the nearest
+    assert "Page 1 of 2" in client.get("/rooms/?page=nonsense").content.decode()

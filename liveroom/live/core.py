@@ -417,9 +417,9 @@ class LiveCore:
 
     async def presence_changed(self, changes: list[PresenceChange]) -> None:
         """The tracker's callback: each room's change rendered (in a thread) and published
-        (from here) on its own, then the /rooms/ list refreshed."""
+        (from here) on its own, then the /rooms/ list refreshed (without waiting for it)."""
         await asyncio.gather(*(self.announce(change) for change in changes))
-        await self.room_list.refresh()
+        self.spawn(self.room_list.refresh())  # at most once a second: the tracker goes on
 
     async def announce(self, change: PresenceChange) -> None:
         try:

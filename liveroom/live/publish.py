@@ -49,18 +49,22 @@ Publish = Callable[..., Awaitable[bool]]
 class RoomListRefresh:
     """The /rooms/ list is the same for every change: rendered by each view, it would make each
     join wait for a query and a template, and a burst of a thousand joins would render it a
-    thousand times. Changes share one refresh per process instead: one runs at a time, and a
-    change that lands while it reads the database has it read once more."""
+    thousand times. Changes share one refresh per process instead: one runs at a time, at most
+    one every `interval` seconds, and a change that lands while it reads the database (or waits
+    its turn) has it read once more."""
 
     def __init__(
         self,
         render: Callable[[], str] = fragments.render_room_list,
         send: Publish = publish,
+        interval: float = 1.0,
     ) -> None:
         self.render = render
         self.send = send
+        self.interval = interval
         self.stale = False
         self.running: asyncio.Task | None = None
+        self.last_render = -interval
 
     async def refresh(self) -> None:
         """Send the /rooms/ pages the list as it is after this call."""
@@ -70,7 +74,10 @@ class RoomListRefresh:
         await asyncio.shield(self.running)
 
     async def refresh_while_stale(self) -> None:
+        loop = asyncio.get_running_loop()
         while self.stale:
+            await asyncio.sleep(max(0.0, self.last_render + self.interval - loop.time()))
+            self.last_render = loop.time()
             self.stale = False
             try:
                 html = await database_sync_to_async(self.render)()

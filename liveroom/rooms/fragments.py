@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
+from django.core.paginator import Page, Paginator
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -183,18 +184,23 @@ def presence_sequences(room_slugs: set[str]) -> dict[str, int]:
 
 
 def render_room_list() -> str:
-    """The list on /rooms/, as an out-of-band swap."""
-    context = {"rooms": rooms_with_members(), "oob": True}
+    """The first page of /rooms/ (the live one), as an out-of-band swap."""
+    context = {"rooms": rooms_page(1), "oob": True}
     return render_to_string("rooms.html#room-list", context).strip()
 
 
-def rooms_with_members() -> list[Room]:
-    """Rooms with members, busiest first, each with `member_count` and `online_count`."""
-    rooms = list(Room.objects.with_members())
+def rooms_page(number: int | str | None) -> Page:
+    """One page of the rooms with members, busiest first (LIVEROOM_ROOMS_PAGE_SIZE a page),
+    each with `member_count` and `online_count`; a number out of range gives the nearest page."""
+    page = Paginator(Room.objects.with_members(), settings.LIVEROOM_ROOMS_PAGE_SIZE).get_page(
+        number
+    )
+    rooms = list(page.object_list)
     counts = online_counts([room.slug for room in rooms])
     for room in rooms:
         room.online_count = counts.get(room.slug)  # None: presence is off or unavailable
-    return rooms
+    page.object_list = rooms
+    return page
 
 
 def session_is_live(session_key: str) -> bool:

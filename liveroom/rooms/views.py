@@ -9,7 +9,7 @@ from liveroom.rooms.fragments import (
     member_lists,
     presence_context,
     render_own_entry,
-    rooms_with_members,
+    rooms_page,
 )
 from liveroom.rooms.idle import remove_idle_members
 from liveroom.rooms.membership import member_join, member_leave
@@ -113,6 +113,6 @@ def rooms(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "rooms.html",
-        {"rooms": rooms_with_members(), "error": error},
+        {"rooms": rooms_page(request.GET.get("page")), "error": error},
         status=400 if error else 200,
     )
