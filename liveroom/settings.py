@@ -212,6 +212,11 @@ LIVEROOM_READ_THREADS = env_number("LIVEROOM_READ_THREADS", 4)
 # the socket is closed with 1008. Behind a proxy, run daphne with --proxy-headers.
 LIVEROOM_SOCKETS_PER_MEMBER = env_number("LIVEROOM_SOCKETS_PER_MEMBER", 50)
 LIVEROOM_SOCKETS_PER_ADDRESS = env_number("LIVEROOM_SOCKETS_PER_ADDRESS", 1000)
+# Seconds after its last change that a room nobody is in is deleted (its row and presence
+# keys); 0 keeps empty rooms.
+LIVEROOM_EMPTY_ROOM_SECONDS = env_number("LIVEROOM_EMPTY_ROOM_SECONDS", 3600.0)
+if LIVEROOM_EMPTY_ROOM_SECONDS < 0:
+    raise ImproperlyConfigured("LIVEROOM_EMPTY_ROOM_SECONDS must be 0 or more.")
 # Rooms on each page of /rooms/ (busiest first; the first page is the live one).
 LIVEROOM_ROOMS_PAGE_SIZE = env_number("LIVEROOM_ROOMS_PAGE_SIZE", 50)
 # Seconds /readyz gives the database and Redis to answer before it says 503.

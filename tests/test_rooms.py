@@ -3,16 +3,21 @@
 import asyncio
 import re
 import time
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+from django.utils import timezone
 
 from liveroom.asgi import application
 from liveroom.live.close_codes import NOT_A_MEMBER
 from liveroom.live.publish import RoomListRefresh
-from liveroom.models import Member
+from liveroom.models import Member, Room
+from liveroom.presence import stores
+from liveroom.rooms import cleanup, views
+from liveroom.rooms.cleanup import remove_empty_rooms
 from tests.conftest import open_socket, receive_snapshot, socket_headers
 
 
@@ -205,3 +210,39 @@ def test_the_rooms_page_is_paginated_busiest_first(client, settings) -> None:
     assert "ws-connect" not in second
     assert "Page 2 of 2" in client.get("/rooms/?page=99").content.decode()  # the nearest
     assert "Page 1 of 2" in client.get("/rooms/?page=nonsense").content.decode()
+
+
+@pytest.mark.django_db
+def test_an_empty_room_goes_after_the_delay_with_its_presence_keys(settings) -> None:
+    settings.LIVEROOM_EMPTY_ROOM_SECONDS = 60
+    settings.LIVEROOM_PRESENCE = True
+    alice, bob = Client(), Client()
+    join_room(alice, "chess", "Alice")
+    join_room(bob, "go", "Bob")
+    alice_id = Member.objects.get(name="Alice").pk
+    asyncio.run(stores.for_reading().update("chess", "a-process", {alice_id}, set(), 60))
+    assert alice.post("/room/chess/leave/").status_code == 302
+    assert remove_empty_rooms() == 0  # empty, but not for long enough
+    Room.objects.filter(slug="chess").update(changed_at=timezone.now() - timedelta(minutes=2))
+    Room.objects.filter(slug="go").update(changed_at=timezone.now() - timedelta(minutes=2))
+    assert remove_empty_rooms() == 1
+    assert list(Room.objects.values_list("slug", flat=True)) == ["go"]  # Bob is still in go
+    assert stores.for_reading().read("chess").sequence == 0  # its presence went with it
+    join_room(alice, "chess", "Alice")  # a later join starts it afresh
+    assert Room.objects.get(slug="chess").members.count() == 1
+
+
+@pytest.mark.django_db
+def test_leaves_sweep_empty_rooms_now_and_then(settings, monkeypatch) -> None:
+    settings.LIVEROOM_EMPTY_ROOM_SECONDS = 1
+    monkeypatch.setattr(cleanup, "sweeps", cleanup.Sweeps())
+    monkeypatch.setattr(views, "sweeps", cleanup.sweeps)
+    alice = Client()
+    join_room(alice, "chess", "Alice")
+    assert alice.post("/room/chess/leave/").status_code == 302  # a sweep: too early for chess
+    Room.objects.filter(slug="chess").update(changed_at=timezone.now() - timedelta(seconds=5))
+    join_room(Client(), "go", "Bob")  # within the minute: no sweep
+    assert Room.objects.filter(slug="chess").exists()
+    cleanup.sweeps.next_sweep = 0  # a minute later
+    join_room(Client(), "go", "Carol")
+    assert not Room.objects.filter(slug="chess").exists()

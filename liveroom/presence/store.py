@@ -98,6 +98,13 @@ class LocalStore:
             self.latest[room_slug] = presence
             return presence
 
+    def forget(self, room_slug: str) -> None:
+        with self.lock:
+            self.entries.pop(room_slug, None)
+            self.counts.pop(room_slug, None)
+            self.sequences.pop(room_slug, None)
+            self.latest.pop(room_slug, None)
+
     def online_counts(self, room_slugs: list[str]) -> dict[str, int]:
         with self.lock:
             return {slug: len(+self.counts[slug]) for slug in room_slugs}
@@ -129,9 +136,13 @@ class LocalStore:
 # Each script runs atomically in Redis, so two processes never both decide the same change.
 # Entries are "<member id>|<process>" in a sorted set scored by expiry (Redis's own clock);
 # a hash counts each member's entries; a set lists the rooms that have entries, for the sweep.
+# Every key goes by itself: the set and hash when emptied, the room's sequence a day after its
+# last presence (or with the room, RedisStore.forget).
 UPDATE_SCRIPT = """
 local entries, counts, sequence, rooms = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local slug, process, ttl, arriving = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+-- The sequence outlives the entries by a day (renewals keep it while anyone is present).
+redis.call('EXPIRE', sequence, 86400)
 local clock = redis.call('TIME')
 local expires = clock[1] + clock[2] / 1e6 + ttl
 local changed = {}
@@ -155,6 +166,7 @@ else
 end
 if #changed == 0 then return {} end
 local result = {redis.call('INCR', sequence), redis.call('HLEN', counts)}
+redis.call('EXPIRE', sequence, 86400)
 for _, member in ipairs(changed) do table.insert(result, member) end
 return result
 """
@@ -177,6 +189,7 @@ for _, slug in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if #went > 0 then
     table.insert(result, slug)
     table.insert(result, redis.call('INCR', prefix .. 'sequence:' .. slug))
+    redis.call('EXPIRE', prefix .. 'sequence:' .. slug, 86400)
     table.insert(result, redis.call('HLEN', counts))
     table.insert(result, table.concat(went, ','))
   end
@@ -256,6 +269,11 @@ class RedisStore:
         presence = RoomPresence(int(found_sequence or 0), frozenset(int(m) for m in members))
         self.latest[room_slug] = presence
         return presence
+
+    def forget(self, room_slug: str) -> None:
+        """A deleted room's keys (its last members are gone: nothing is left to count)."""
+        self.reader.delete(*self.keys(room_slug)[:3])
+        self.latest.pop(room_slug, None)
 
     def online_counts(self, room_slugs: list[str]) -> dict[str, int]:
         with self.reader.pipeline(transaction=False) as pipe:

@@ -8,6 +8,7 @@ announced after commit with the `room_changed` signal.
 from functools import partial
 
 from django.db import transaction
+from django.utils import timezone
 
 from liveroom.rooms.models import Member, Room
 from liveroom.rooms.signals import room_changed
@@ -45,7 +46,8 @@ def member_leave(*, room_slug: str, session_key: str) -> bool:
 
 def _record_change(room: Room, member: Member, change: str, previous_name: str = "") -> None:
     room.version += 1
-    room.save(update_fields=["version"])
+    room.changed_at = timezone.now()
+    room.save(update_fields=["version", "changed_at"])
     count = room.members.count()
     transaction.on_commit(
         partial(

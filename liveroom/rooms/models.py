@@ -29,6 +29,9 @@ class Room(models.Model):
 
     slug = models.SlugField(unique=True, max_length=50)
     version = models.PositiveBigIntegerField(default=0)
+    # When a member last joined, was renamed or left: an empty room goes after
+    # LIVEROOM_EMPTY_ROOM_SECONDS (liveroom/rooms/cleanup.py).
+    changed_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = RoomQuerySet.as_manager()
 

@@ -4,6 +4,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from liveroom.presence import room_presence
+from liveroom.rooms.cleanup import sweeps
 from liveroom.rooms.forms import JoinForm
 from liveroom.rooms.fragments import (
     member_lists,
@@ -87,6 +88,7 @@ def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     session_key = request.session.session_key
     assert session_key is not None  # just created if it was missing
     member_join(room_slug=room.slug, session_key=session_key, name=name)
+    sweeps.now_and_then()
     return redirect(room.url())
 
 
@@ -97,6 +99,7 @@ def leave(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     remove_idle_members(room)
     if request.session.session_key:
         member_leave(room_slug=room.slug, session_key=request.session.session_key)
+    sweeps.now_and_then()
     return redirect(room.join_url)
 
 

@@ -1,0 +1,65 @@
+"""Rooms nobody is in go: LIVEROOM_EMPTY_ROOM_SECONDS after their last change, an empty room's
+database row and its presence keys are deleted (a later join starts it afresh).
+
+Each process sweeps now and then as rooms are used (a join, a leave, at most once a minute), and
+`manage.py remove_idle_members` sweeps too, for cron.
+"""
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from liveroom.presence import stores
+from liveroom.rooms.fragments import member_lists
+from liveroom.rooms.models import Room
+
+logger = logging.getLogger(__name__)
+
+SWEEP_EVERY_SECONDS = 60.0
+
+
+def remove_empty_rooms() -> int:
+    """Delete the rooms empty for longer than LIVEROOM_EMPTY_ROOM_SECONDS; return how many."""
+    delay = settings.LIVEROOM_EMPTY_ROOM_SECONDS
+    if not delay:
+        return 0
+    cutoff = timezone.now() - timedelta(seconds=delay)
+    empty = Room.objects.filter(changed_at__lt=cutoff, members__isnull=True)
+    slugs = list(empty.values_list("slug", flat=True)[:1000])
+    if not slugs:
+        return 0
+    # Checked again in the statement: a room someone joined meanwhile stays.
+    Room.objects.filter(slug__in=slugs, changed_at__lt=cutoff, members__isnull=True).delete()
+    gone = set(slugs) - set(Room.objects.filter(slug__in=slugs).values_list("slug", flat=True))
+    for slug in gone:
+        member_lists.forget(slug)
+        if settings.LIVEROOM_PRESENCE:
+            stores.for_reading().forget(slug)
+    if gone:
+        logger.info("Removed %d empty room(s)", len(gone), extra={"event": "rooms_removed"})
+    return len(gone)
+
+
+class Sweeps:
+    """When this process last swept: at most once every SWEEP_EVERY_SECONDS."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.next_sweep = 0.0
+
+    def now_and_then(self) -> None:
+        with self.lock:
+            if time.monotonic() < self.next_sweep:
+                return
+            self.next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
+        try:
+            remove_empty_rooms()
+        except Exception as error:  # the next sweep tries again; the request goes on
+            logger.warning("Empty rooms not removed: %s: %s", type(error).__name__, error)
+
+
+sweeps = Sweeps()
