@@ -78,10 +78,15 @@ def main() -> None:
     finally:
         server.stop()
     growth = rows[-1]["server_rss_kib"] - rows[1]["server_rss_kib"]
+    half = next(row for row in rows if row["cycles"] == args.cycles // 2)
+    late = rows[-1]["server_rss_kib"] - half["server_rss_kib"]
+    late_cycles = max(args.cycles - args.cycles // 2, 1)
     served = "bare ASGI app" if args.bare_daphne else "redis pub/sub" if client else "in-memory"
     print(f"served: {served}; cycles: {args.cycles}; "
           f"server RSS growth after warm-up: {growth} KiB "
-          f"({growth * 1024 / max(args.cycles - 10, 1):.0f} bytes per cycle)")  # fmt: skip
+          f"({growth * 1024 / max(args.cycles - 10, 1):.0f} bytes per cycle); "
+          f"in the second half: {late} KiB "
+          f"({late * 1024 / late_cycles:.0f} bytes per cycle)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -5,6 +5,7 @@ a bare ASGI app that reports on its own socket, started the way liveroom is."""
 import http.client
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -95,6 +96,43 @@ def test_a_socket_that_does_not_read_is_dropped_once_its_backlog_passes_the_limi
             assert close_code(other) == 1000
         assert "over the limit of 1048576 (a client that does not read)" in server.log()
         assert server.log().count("Socket dropped") == 1
+    finally:
+        server.stop()
+
+
+def raw_request(server: Daphne, request: bytes, *, pause: float = 0) -> bytes:
+    """Send `request` (a byte at a time, `pause` seconds apart, if `pause`); the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as connection:
+        for byte in [request[i : i + 1] for i in range(len(request))] if pause else [request]:
+            if select.select([connection], [], [], pause)[0]:
+                break  # the server answered: stop sending, read it
+            connection.sendall(byte)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_a_header_line_over_16_kib_gets_431(probe: Daphne) -> None:
+    cookie = b"Cookie: probe=" + b"x" * 16384 + b"\r\n"
+    answer = raw_request(probe, b"GET / HTTP/1.1\r\nHost: localhost\r\n" + cookie + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
+def test_headers_that_trickle_in_get_408_after_the_deadline(tmp_path: Path) -> None:
+    server = probe_server(tmp_path, LIVEROOM_HEADER_SECONDS="1").start()
+    try:
+        started = time.monotonic()
+        answer = raw_request(server, b"GET / HTTP/1.1\r\nHost: localhost\r\n" * 20, pause=0.1)
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert time.monotonic() - started < 3
+        # A kept-alive connection may idle between requests: the deadline starts with a request.
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        for _ in range(2):
+            connection.request("GET", "/")
+            assert connection.getresponse().read() == b"ready"
+            time.sleep(1.5)
+        connection.close()
     finally:
         server.stop()
 

@@ -15,6 +15,8 @@ limits below live in one place. Options given on the command line win over them.
 From the environment:
 - LIVEROOM_METRICS_ADDRESS (`host:port`, or a port on 127.0.0.1) serves the process's
   Prometheus metrics on a port of their own, never on the site's; unset, there is none.
+- LIVEROOM_HEADER_SECONDS (10): a request's line and headers must arrive within this many
+  seconds of their first byte (408 otherwise).
 - LIVEROOM_SOCKET_BACKLOG_BYTES (1 MiB; 0: no bound): a socket with more unsent bytes waiting in
   the process is dropped. Keep it above the largest member list (about 160 bytes a member).
 """
@@ -45,10 +47,11 @@ def metrics_address(value: str) -> tuple[str, int] | None:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def byte_count(name: str, default: int) -> int:
+def whole_number(name: str, default: int) -> int:
+    """A whole number (of bytes, or seconds) from the environment; exits if it is not one."""
     value = os.environ.get(name) or str(default)
     if not value.isdigit():
-        sys.exit(f"{name} must be a whole number of bytes, got {value!r}.")
+        sys.exit(f"{name} must be a whole number, got {value!r}.")
     return int(value)
 
 
@@ -57,8 +60,9 @@ def main(argv: list[str]) -> None:
         argv = [*argv, APPLICATION]
     command_line = LiveroomCommandLine(
         metrics_address=metrics_address(os.environ.get("LIVEROOM_METRICS_ADDRESS", "")),
-        max_backlog=byte_count("LIVEROOM_SOCKET_BACKLOG_BYTES", DEFAULT_BACKLOG),
+        max_backlog=whole_number("LIVEROOM_SOCKET_BACKLOG_BYTES", DEFAULT_BACKLOG),
         refuse_client_messages=argv[-1] == APPLICATION,
+        header_seconds=float(whole_number("LIVEROOM_HEADER_SECONDS", 10)),
     )
     command_line.run([*LIMITS, *argv])
 

@@ -26,6 +26,10 @@ the stock behaviour), since these read library attributes that are not an API:
   when nothing is queued before it (Twisted would register the socket for writing and wait for
   the reactor's next turn, two epoll_ctl calls a send); anything the kernel does not take goes
   the buffered way, behind which later frames then queue, so the order holds.
+- Answers to bad request headers. Twisted drops a connection whose header line is over 16 KiB
+  without a word, and gives a request's headers no deadline (a byte a second keeps it open). The
+  HTTP channel here answers 431 to a header line too long, and 408 to headers that take longer
+  than HEADER_SECONDS to arrive.
 - No handshake kept. An upgraded connection's HTTP channel and request stayed registered as the
   socket's producer for the socket's life, and autobahn and daphne each keep the request's
   headers. The producer goes at the upgrade; the headers when the application has read what it
@@ -40,13 +44,19 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import version
+from typing import Any
 
 from daphne.cli import CommandLineInterface
+from daphne.http_protocol import HTTPFactory
 from daphne.server import Server  # first: it installs Twisted's asyncio reactor
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from prometheus_client.twisted import MetricsResource
 from twisted.internet import defer, reactor, task, tcp
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.server import Site
 
 logger = logging.getLogger(__name__)
@@ -62,6 +72,8 @@ STANDARD_SERVER_CODES = frozenset({POLICY_VIOLATION, SERVICE_RESTART, TRY_AGAIN_
 # the HTTP requests in flight get to finish.
 DRAIN_SECONDS = 0.1
 REQUEST_GRACE_SECONDS = 3.0
+# Seconds a request's line and headers get to arrive, from their first byte.
+HEADER_SECONDS = 10.0
 # The versions RawSocket and the handshake release were tested with (tests/test_server.py);
 # requirements.txt pins them.
 TESTED_WITH = {"daphne": "4.2.3", "twisted": "26.10.0", "autobahn": "26.11.1"}
@@ -156,6 +168,58 @@ def write_at_once(transport: tcp.Connection, data: bytes) -> bool:
     return False
 
 
+class LiveroomHTTPChannel(http.HTTPChannel):
+    """Twisted's HTTP channel, with an answer for headers too long or too slow."""
+
+    awaiting_headers = True  # the next bytes start a request
+    header_deadline: Any = None  # an IDelayedCall (zope interfaces type badly)
+    header_seconds = HEADER_SECONDS
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.awaiting_headers and self.header_deadline is None:
+            self.header_deadline = self.callLater(self.header_seconds, self.headers_too_slow)
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self.awaiting_headers = False
+        self.cancel_deadline()
+        super().allHeadersReceived()
+
+    def requestDone(self, request) -> None:
+        super().requestDone(request)
+        self.awaiting_headers = True  # a kept-alive connection's next request
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.cancel_deadline()
+        super().connectionLost(reason)
+
+    def cancel_deadline(self) -> None:
+        if self.header_deadline is not None and self.header_deadline.active():
+            self.header_deadline.cancel()
+        self.header_deadline = None
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.answer_and_close(b"431 Request Header Fields Too Large")
+
+    def headers_too_slow(self) -> None:
+        self.header_deadline = None
+        if self.awaiting_headers:
+            self.answer_and_close(b"408 Request Timeout")
+
+    def answer_and_close(self, status: bytes) -> None:
+        transport: Any = self.transport
+        transport.write(
+            b"HTTP/1.1 " + status + b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.loseConnection()
+
+
+def http_channel(header_seconds: float) -> _GenericHTTPChannelProtocol:
+    channel = LiveroomHTTPChannel()
+    channel.header_seconds = header_seconds
+    return _GenericHTTPChannelProtocol(channel)
+
+
 class LiveroomWebSocketProtocol(WebSocketProtocol):
     def onMessageFrameEnd(self) -> None:
         # A server whose application's clients never send closes the socket at the end of the
@@ -190,6 +254,7 @@ class LiveroomServer(Server):
         metrics_address: tuple[str, int] | None = None,
         max_backlog: int = 0,
         refuse_client_messages: bool = False,
+        header_seconds: float = HEADER_SECONDS,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -197,6 +262,7 @@ class LiveroomServer(Server):
         self.metrics_address = metrics_address
         self.max_backlog = max_backlog
         self.refuse_client_messages = refuse_client_messages
+        self.header_seconds = header_seconds
         self.ports: list = []
         self.status = ServerStatus()
         self.stopping = False  # taking no new requests at all
@@ -230,6 +296,18 @@ class LiveroomServer(Server):
         if details.get("path") in QUIET_PATHS and details.get("status") == 200:
             return
         super().log_action(protocol, action, details)
+
+    @property
+    def http_factory(self) -> HTTPFactory:
+        return self._http_factory
+
+    @http_factory.setter
+    def http_factory(self, factory: HTTPFactory) -> None:
+        # Server.run() makes the factory; on tested versions its connections use the channel
+        # above (Twisted's wrapper of a channel is not an API).
+        if self.raw_sockets:
+            factory.protocol = partial(http_channel, self.header_seconds)
+        self._http_factory = factory
 
     @property
     def ws_factory(self) -> WebSocketFactory:
