@@ -5,7 +5,8 @@
 
 One server started the way production runs it (`python -m liveroom.server`, DATABASE_URL and
 REDIS_URL from the environment, presence and heartbeats on, join limits lifted). --pages
-members each open a page, kept as the htmx ws extension keeps it (tests/htmx_model.py). Then,
+members each open a page, whose presence (every `presence-<id>` element it is sent, as htmx swaps
+them) is kept. Then,
 for --seconds, --churners people join and leave as fast as they can, while a quarter of the
 pages close (their members go away). After the grace period and 5 s more, every open page's
 presence is compared with the store's: prints how many pages show it exactly, and the broadcasts
@@ -24,10 +25,10 @@ import aiohttp
 import redis
 
 from bench.fanout import members_joined, production_environment
-from tests.htmx_model import RoomPage
 from tests.servers import Daphne, Visitor
 
 GRACE_SECONDS = 2.0
+PRESENCE = re.compile(r'id="presence-(\d+)" class="presence presence--(online|away)"')
 
 
 class Page:
@@ -35,13 +36,13 @@ class Page:
         cookie = "; ".join(f"{name}={value}" for name, value in visitor.http.cookies.items())
         self.headers = {"Cookie": cookie, "Origin": base}
         self.base = base
-        self.model = RoomPage()
+        self.presence: dict[str, str] = {}  # member dom id -> "online" / "away", as shown
         self.socket: aiohttp.ClientWebSocketResponse | None = None
 
     async def open(self, session: aiohttp.ClientSession) -> None:
         async with session.get(f"{self.base}/room/", headers=self.headers) as response:
             html = await response.text()
-        self.model.apply(re.search(r'<ul id="members".*?</ul>', html, re.DOTALL)[0])
+        self.apply(html)
         path = re.search(r'ws-connect="([^"]+)"', html)[1].replace("&amp;", "&")
         self.socket = await session.ws_connect(
             f"{self.base.replace('http', 'ws', 1)}{path}",
@@ -54,10 +55,14 @@ class Page:
         assert self.socket is not None
         async for message in self.socket:
             if message.type == aiohttp.WSMsgType.TEXT:
-                self.model.apply(message.data)
+                self.apply(message.data)
+
+    def apply(self, html: str) -> None:
+        for member, state in PRESENCE.findall(html):
+            self.presence[f"member-{member}"] = state
 
     def online(self) -> set[str]:
-        return {dom_id for dom_id, state in self.model.presence.items() if state == "online"}
+        return {dom_id for dom_id, state in self.presence.items() if state == "online"}
 
 
 def churn(server: Daphne, number: int, until: float) -> int:
@@ -82,17 +87,19 @@ async def run(args: argparse.Namespace) -> dict:
         connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
     ) as session:
         opening = asyncio.Semaphore(50)
+        readers = []
 
         async def open_one(page: Page) -> None:
             async with opening:
                 await page.open(session)
+            readers.append(asyncio.create_task(page.read()))  # and answers pings, as browsers do
 
         await asyncio.gather(*(open_one(page) for page in pages))
-        readers = [asyncio.create_task(page.read()) for page in pages]
         await asyncio.sleep(5)  # every page online everywhere
         until = time.monotonic() + args.seconds
         churning = [
-            asyncio.to_thread(churn, server, number, until) for number in range(args.churners)
+            asyncio.create_task(asyncio.to_thread(churn, server, number, until))
+            for number in range(args.churners)
         ]
         closing = pages[: len(pages) // 4]
         for page in closing:  # a quarter of the members go away during the burst

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
@@ -64,6 +64,7 @@ from liveroom.rooms.models import Room
 
 logger = logging.getLogger(__name__)
 
+PRESENCE_HEAL_SECONDS = 5.0  # a presence message this late is taken as lost
 PASS_SECONDS = 0.0003  # of sending before a delivery pass yields to the event loop
 RESTART_SECONDS = 1.0  # before a task that died is started again
 
@@ -325,7 +326,10 @@ class LiveCore:
         interval = settings.LIVEROOM_WATCH_INTERVAL
         redis = RedisCheck(settings.REDIS_URL, timeout=interval) if settings.REDIS_URL else None
         due_versions: dict[str, int] = {}
-        due_presence: dict[str, int] = {}
+        # The store's presence sequences of the last PRESENCE_HEAL_SECONDS, a dict a tick.
+        presence_seen: deque[dict[str, int]] = deque(
+            maxlen=max(2, round(PRESENCE_HEAL_SECONDS / interval))
+        )
         heartbeat = text_frame(fragments.render_heartbeat())
         tick = 0
         try:
@@ -335,7 +339,7 @@ class LiveCore:
                 else:
                     due_versions = await self.resync_pages_behind(pages, due_versions)
                     if settings.LIVEROOM_PRESENCE:
-                        due_presence = await self.heal_presence(pages, due_presence)
+                        await self.heal_presence(pages, presence_seen)
                 await self.renew_subscriptions()
                 if settings.LIVEROOM_HEARTBEAT_SECONDS:
                     slices = max(1, round(settings.LIVEROOM_HEARTBEAT_SECONDS / interval))
@@ -373,10 +377,11 @@ class LiveCore:
             await asyncio.gather(*(page.send_snapshot() for page in behind), return_exceptions=True)
         return versions
 
-    async def heal_presence(self, pages: list[Page], due: dict[str, int]) -> dict[str, int]:
-        """Pages showing older presence than the store had a tick ago missed a presence message
-        (lost, or skipped when the layer was slow): each such room's presence now, rendered
-        once, goes to them. Returns the sequences seen now."""
+    async def heal_presence(self, pages: list[Page], seen: deque[dict[str, int]]) -> None:
+        """Pages showing older presence than the store had PRESENCE_HEAL_SECONDS ago, and no
+        newer than a tick ago, missed a presence message (lost, or skipped when the layer was
+        slow); messages only late under load are left to arrive. Each such room's presence now,
+        rendered once, goes to them. `seen` gets the store's sequences now."""
         room_pages = cast(list[RoomPage], [page for page in pages if page.room_slug])
         try:
             sequences = await self.readers.run(
@@ -384,15 +389,21 @@ class LiveCore:
             )
         except Exception as error:
             logger.warning("Cannot check presence: %s: %s", type(error).__name__, error)
-            return due
+            return
+        due = seen[0] if len(seen) == seen.maxlen else {}
+        seen.append(sequences)
         behind: dict[str, list[RoomPage]] = {}
         for page in room_pages:
-            if page.state.presence_seen < due.get(page.room_slug or "", 0):
+            state = page.state
+            stuck, state.presence_checked = (
+                state.presence_seen == state.presence_checked,
+                state.presence_seen,
+            )
+            if stuck and state.presence_seen < due.get(page.room_slug or "", 0):
                 behind.setdefault(page.room_slug or "", []).append(page)
         for room_slug, stale in behind.items():
             logger.info("%d pages of %s missed presence; sending it whole", len(stale), room_slug)
             self.spawn(self.send_presence_all(room_slug, stale))
-        return sequences
 
     async def send_presence_all(self, room_slug: str, pages: list[RoomPage]) -> None:
         html, sequence = await self.readers.run(fragments.render_presence_all, room_slug)

@@ -40,6 +40,7 @@ class PageState:
         # Presence messages up to `presence_base` are in the last snapshot; `presence_seen` is
         # the latest applied since.
         self.presence_base = self.presence_seen = 0
+        self.presence_checked = 0  # presence_seen when the watch last looked
         # Room messages that arrive before the first list is sent wait here, then go in order.
         self.waiting: list[Message] | None = []
         self.held: dict[int, Message] = {}  # changes that came early, by version
