@@ -18,7 +18,7 @@ import websockets.sync.client
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.htmx_model import RoomPage
-from tests.servers import ROOT, Daphne, free_port
+from tests.servers import ROOT, Daphne, free_port, stop_process
 
 CONFIG = ROOT / "deploy" / "haproxy.cfg"
 DISCOVERY = re.compile(r"^    server-template .*$", re.MULTILINE)
@@ -101,13 +101,7 @@ class HAProxy:
         raise AssertionError(f"HAProxy never got there: {self.states()}\n{self.log()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGUSR1)  # a soft stop
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGUSR1, timeout=5)  # HAProxy's soft stop
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

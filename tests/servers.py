@@ -1,6 +1,7 @@
 """Real daphne processes for end-to-end tests, each on its own loopback port."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -136,17 +137,22 @@ class Daphne:
         raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, signal.SIGTERM, timeout=10)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def stop_process(process: subprocess.Popen | None, stop_signal: int, timeout: float) -> None:
+    """Ask `process` to stop with `stop_signal`; kill it if it has not within `timeout` s."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(stop_signal)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class Visitor:
