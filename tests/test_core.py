@@ -252,16 +252,23 @@ async def test_a_member_whose_session_is_gone_is_refused(how: str) -> None:
     assert await socket.receive_output() == {"type": "websocket.close", "code": NOT_A_MEMBER}
 
 
-@pytest.mark.asyncio
-@pytest.mark.django_db(transaction=True)
-async def test_pages_connecting_together_share_one_render_of_the_list(monkeypatch) -> None:
-    renders = []
+@pytest.fixture
+def list_renders(monkeypatch) -> list[str]:
+    """The rooms whose member list is rendered from the database, one entry a render."""
+    renders: list[str] = []
     render = fragments.render_member_list
     monkeypatch.setattr(
         fragments,
         "render_member_list",
         lambda slug, *previous: renders.append(slug) or render(slug, *previous),
     )
+    return renders
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_pages_connecting_together_share_one_render_of_the_list(list_renders) -> None:
+    renders = list_renders
     clients = [await new_member(f"Guest {i}") for i in range(20)]
     sockets = await asyncio.gather(*(open_socket(client) for client in clients))
     snapshots = await asyncio.gather(*(receive_snapshot(socket) for socket in sockets))
@@ -272,14 +279,8 @@ async def test_pages_connecting_together_share_one_render_of_the_list(monkeypatc
 
 
 @pytest.mark.django_db
-def test_page_loads_at_one_version_render_the_list_once(monkeypatch, client) -> None:
-    renders = []
-    render = fragments.render_member_list
-    monkeypatch.setattr(
-        fragments,
-        "render_member_list",
-        lambda slug, *previous: renders.append(slug) or render(slug, *previous),
-    )
+def test_page_loads_at_one_version_render_the_list_once(list_renders, client) -> None:
+    renders = list_renders
     members = [Client() for _ in range(5)]
     for number, member in enumerate(members):
         assert member.post("/room/join/", {"name": f"Guest {number}"}).status_code == 302
