@@ -48,7 +48,7 @@ async def record(events: list[str], value: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_requests_sends_run_in_order_once_its_response_is_out() -> None:
+async def test_a_requests_sends_run_once_its_response_is_out() -> None:
     def view(events: list[str]) -> None:
         send_after_response(record, events, "sent first")
         send_after_response(record, events, "sent second")
@@ -61,6 +61,25 @@ async def test_a_requests_sends_run_in_order_once_its_response_is_out() -> None:
         "sent first",
         "sent second",
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_slow_send_holds_up_no_other_send_of_the_same_request() -> None:
+    """A change's publish and the room list's refresh go out side by side, each with its own
+    timeout: a slow one does not delay or use up the other's."""
+
+    async def slow(events: list[str]) -> None:
+        await asyncio.sleep(0.5)
+        events.append("sent slowly")
+
+    def view(events: list[str]) -> None:
+        send_after_response(slow, events)
+        send_after_response(record, events, "sent")
+
+    events = await serve(view)
+    assert events[-1] == "sent"  # not behind the slow one
+    await asyncio.sleep(0.6)
+    assert events[-1] == "sent slowly"
 
 
 @pytest.mark.asyncio
