@@ -1,6 +1,7 @@
 """Faults: Redis and PostgreSQL going away, servers dying. The database is the truth: whatever
 fails, members stay as saved and every open page ends up showing the database's list."""
 
+import re
 import signal
 import threading
 import time
@@ -79,7 +80,9 @@ def test_redis_down_during_a_join(server_env, start_server, private_redis) -> No
         assert "Bob" in bob.http.get(f"{server.url}/room/", timeout=10).text  # saved
 
         assert closed_code(socket) == TRY_AGAIN_LATER  # the page is told to come back later
-    assert server.log().count("Broadcast skipped (member") == 1
+    # Bob's join (version 2) was skipped once; Alice's own, sent after her response, may have
+    # been in flight when Redis went.
+    assert len(re.findall(r"Broadcast skipped \(member \d+ joined, version 2;", server.log())) == 1
 
     private_redis.start()  # back on the same port; nothing is restarted on our side
     socket, snapshot = reconnect(alice, server)
