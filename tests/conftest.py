@@ -103,11 +103,11 @@ async def open_socket(
     return communicator
 
 
-async def receive_snapshot(socket: WebsocketCommunicator, timeout: float = 1) -> str:
+async def receive_snapshot(socket: WebsocketCommunicator, within: float = 1) -> str:
     """A page's snapshot as every server sends it: the room's list, then the page's own part."""
-    members = await socket.receive_from(timeout=timeout)
+    members = await socket.receive_from(timeout=within)
     assert members.startswith('<ul id="members"'), members[:100]
-    return members + await socket.receive_from(timeout=timeout)
+    return members + await socket.receive_from(timeout=within)
 
 
 async def open_room_page(name: str) -> tuple[Client, WebsocketCommunicator]:

@@ -203,7 +203,7 @@ async def test_rooms_opened_and_closed_leave_nothing_behind_in_the_core() -> Non
             socket = WebsocketCommunicator(application, path, headers=headers)
             assert (await socket.connect())[0]
             # A leak test, not a speed test: 50 at a time queue for the readers and Redis.
-            assert f"member r{index}" in await receive_snapshot(socket, timeout=10)
+            assert f"member r{index}" in await receive_snapshot(socket, within=10)
             await socket.disconnect()
 
     await asyncio.gather(*(visit(index) for index in range(rooms)))
