@@ -20,6 +20,7 @@ from liveroom.live import core
 from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
 from liveroom.presence import room_presence, stores
+from liveroom.rooms import cleanup
 from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
 from tests.htmx_model import RoomPage
 
@@ -182,6 +183,29 @@ async def test_idle_members_are_removed_lazily_and_every_page_sees_them_go(setti
     assert await Member.objects.filter(name="Alice").aexists()
     response = await sync_to_async(bob.get)("/room/")
     assert response["Location"] == "/room/join/"  # Bob's session is out of the room
+    await socket.disconnect()
+
+
+async def test_a_process_with_pages_open_sweeps_idle_members_and_empty_rooms_unasked(
+    settings, monkeypatch
+) -> None:
+    settings.LIVEROOM_EMPTY_ROOM_SECONDS = 1
+    monkeypatch.setattr(cleanup.sweeps, "next_sweep", 0.0)
+    alice = await new_member("Alice")
+    await new_member("Bob")  # opens no page
+    carol = Client()
+    await sync_to_async(carol.post)("/room/chess/join/", {"name": "Carol"})
+    await sync_to_async(carol.post)("/room/chess/leave/")  # chess is empty from now
+    socket, page = await open_page(alice)
+    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    settings.LIVEROOM_IDLE_REMOVAL_SECONDS = 1  # Bob has been away for longer
+
+    # No request from here on: the live core's timer sweeps.
+    await read_until(socket, page, lambda page: page.names() == ["Alice"])
+    assert page.announcement == "Bob left"
+    await asyncio.sleep(2.5)  # two sweeps more, chess empty for longer than its second
+    assert not await Room.objects.filter(slug="chess").aexists()
+    assert await Room.objects.filter(slug=Room.DEFAULT_SLUG).aexists()  # Alice is in it
     await socket.disconnect()
 
 

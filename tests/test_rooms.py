@@ -234,15 +234,16 @@ def test_an_empty_room_goes_after_the_delay_with_its_presence_keys(settings) -> 
 
 @pytest.mark.django_db
 def test_leaves_sweep_empty_rooms_now_and_then(settings, monkeypatch) -> None:
-    settings.LIVEROOM_EMPTY_ROOM_SECONDS = 1
+    settings.LIVEROOM_EMPTY_ROOM_SECONDS = 60  # a sweep at most every 15 s
+    assert cleanup.sweep_interval() == 15
     monkeypatch.setattr(cleanup, "sweeps", cleanup.Sweeps())
     monkeypatch.setattr(views, "sweeps", cleanup.sweeps)
     alice = Client()
     join_room(alice, "chess", "Alice")
     assert alice.post("/room/chess/leave/").status_code == 302  # a sweep: too early for chess
-    Room.objects.filter(slug="chess").update(changed_at=timezone.now() - timedelta(seconds=5))
-    join_room(Client(), "go", "Bob")  # within the minute: no sweep
+    Room.objects.filter(slug="chess").update(changed_at=timezone.now() - timedelta(minutes=2))
+    join_room(Client(), "go", "Bob")  # within the interval: no sweep
     assert Room.objects.filter(slug="chess").exists()
-    cleanup.sweeps.next_sweep = 0  # a minute later
+    cleanup.sweeps.next_sweep = 0  # an interval later
     join_room(Client(), "go", "Carol")
     assert not Room.objects.filter(slug="chess").exists()

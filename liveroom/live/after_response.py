@@ -5,8 +5,9 @@ the room here, when it has them); sent from the view, it would hold up that very
 response. So the view queues its sends here, and the HTTP application (liveroom/asgi.py) runs
 them once the response is out, side by side, each with its own timeout (a slow publish holds
 up no other). Each request's sends run in a task of their own: a slow or unreachable channel
-layer holds up no other request's. Outside a request served that
-way (the test client, management commands), a send runs at once.
+layer holds up no other request's. The live core's own database work (a sweep that removes
+idle members) queues its sends the same way. Outside both (the test client, management
+commands), a send runs at once.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from functools import partial
+from typing import Any
 
 from asgiref.sync import async_to_sync
 
@@ -51,7 +53,19 @@ def sending_after_response(app):
     return application
 
 
-_running: set[asyncio.Task] = set()
+async def sending_after[T](call: Callable[[], Awaitable[T]]) -> T:
+    """Await `call()` with its sends queued as a request's are (threads it starts from here
+    get this context), then run them, as a request's after its response."""
+    pending: list[Send] = []
+    token = _pending.set(pending)
+    try:
+        return await call()
+    finally:
+        _pending.reset(token)
+        await _run(pending)
+
+
+_running: set[asyncio.Task[Any]] = set()
 
 
 async def _run(sends: list[Send]) -> None:

@@ -9,6 +9,7 @@
   snapshot, Redis is checked (pages are asked to reconnect when it went away or was replaced),
   group memberships are renewed before any layer can expire them, and heartbeats go out.
 - Presence counting (a Tracker) and what it reports: rendered per room and published.
+- The sweeps that remove idle members and empty rooms, on a timer (liveroom/rooms/cleanup.py).
 - The sockets each member and each client address has open here, against their limits.
 - The frames of the rooms' member lists, and the reader threads snapshots are made in: at most
   LIVEROOM_READ_THREADS at once, never queued behind the threads that serve HTTP requests. A
@@ -34,7 +35,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from liveroom import metrics
-from liveroom.live import publish
+from liveroom.live import after_response, publish
 from liveroom.live.limits import SocketLimits
 from liveroom.live.messages import (
     CHANGE_EVENT,
@@ -59,7 +60,7 @@ from liveroom.live.redis_check import RedisCheck
 from liveroom.live.sockets import text_frame
 from liveroom.presence import PresenceChange, stores
 from liveroom.presence.tracker import Tracker
-from liveroom.rooms import fragments
+from liveroom.rooms import cleanup, fragments
 from liveroom.rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class LiveCore:
                 self.close(page)
                 raise
         self.supervise("room messages", self.receive)
+        if cleanup.sweep_interval() is not None:
+            self.supervise("sweeps", self.run_sweeps)
 
     def watch(self, page: Page) -> None:
         """`page` has its first list: watch it, and count it as its member's (room pages)."""
@@ -350,6 +353,15 @@ class LiveCore:
         finally:
             if redis is not None:
                 await redis.aclose()
+
+    async def run_sweeps(self) -> None:
+        """Remove idle members and empty rooms every sweep interval, for as long as this
+        process runs (liveroom/rooms/cleanup.py); the members removed leave as in a request."""
+        while (interval := cleanup.sweep_interval()) is not None:
+            await asyncio.sleep(interval)
+            await after_response.sending_after(
+                lambda: self.readers.run(cleanup.sweeps.now_and_then)
+            )
 
     async def resync_pages_behind(
         self, pages: list[Page], due_versions: dict[str, int]

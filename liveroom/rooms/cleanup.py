@@ -1,8 +1,11 @@
 """Rooms nobody is in go: LIVEROOM_EMPTY_ROOM_SECONDS after their last change, an empty room's
-database row and its presence keys are deleted (a later join starts it afresh).
+database row and its presence keys are deleted (a later join starts it afresh). A sweep first
+removes the members idle for longer than LIVEROOM_IDLE_REMOVAL_SECONDS (liveroom/rooms/idle.py),
+so a room whose people all wandered off goes too.
 
-Each process sweeps now and then as rooms are used (a join, a leave, at most once a minute), and
-`manage.py remove_idle_members` sweeps too, for cron.
+Each process sweeps now and then: on a timer while it serves pages (the live core's), and as
+rooms are used (a join, a leave); at most once every `sweep_interval()` seconds, a quarter of
+the shorter delay and at most a minute. `manage.py remove_idle_members` sweeps too, for cron.
 """
 
 import logging
@@ -15,11 +18,25 @@ from django.utils import timezone
 
 from liveroom.presence import stores
 from liveroom.rooms.fragments import member_lists
+from liveroom.rooms.idle import remove_idle_members
 from liveroom.rooms.models import Room
 
 logger = logging.getLogger(__name__)
 
-SWEEP_EVERY_SECONDS = 60.0
+MOST_SECONDS_BETWEEN_SWEEPS = 60.0
+LEAST_SECONDS_BETWEEN_SWEEPS = 1.0
+
+
+def sweep_interval() -> float | None:
+    """Seconds between a process's sweeps; None when neither removal is on."""
+    delays = [
+        delay
+        for delay in (settings.LIVEROOM_EMPTY_ROOM_SECONDS, settings.LIVEROOM_IDLE_REMOVAL_SECONDS)
+        if delay
+    ]
+    if not delays:
+        return None
+    return min(MOST_SECONDS_BETWEEN_SWEEPS, max(LEAST_SECONDS_BETWEEN_SWEEPS, min(delays) / 4))
 
 
 def remove_empty_rooms() -> int:
@@ -45,21 +62,25 @@ def remove_empty_rooms() -> int:
 
 
 class Sweeps:
-    """When this process last swept: at most once every SWEEP_EVERY_SECONDS."""
+    """When this process last swept: at most once every `sweep_interval()` seconds."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.next_sweep = 0.0
 
     def now_and_then(self) -> None:
+        """Sweep, unless this process swept less than an interval ago (from any thread)."""
+        if (interval := sweep_interval()) is None:
+            return
         with self.lock:
             if time.monotonic() < self.next_sweep:
                 return
-            self.next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
+            self.next_sweep = time.monotonic() + interval
         try:
+            remove_idle_members()
             remove_empty_rooms()
         except Exception as error:  # the next sweep tries again; the request goes on
-            logger.warning("Empty rooms not removed: %s: %s", type(error).__name__, error)
+            logger.warning("Sweep not done: %s: %s", type(error).__name__, error)
 
 
 sweeps = Sweeps()
