@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.servers import ROOT
 
 
@@ -58,3 +60,13 @@ def test_the_shutdown_benchmark_runs() -> None:
 def test_the_restart_benchmark_runs() -> None:
     output = run_bench("bench.restart", "--pages", "20", "--runs", "1")
     assert "20 of 20 pages had their list again" in output
+
+
+@pytest.mark.services
+def test_the_soak_benchmark_finds_every_page_right_and_nothing_left_behind() -> None:
+    output = run_bench(
+        "bench.soak", "--minutes", "0.5", "--rooms", "2", "--watchers", "2", "--churners", "2"
+    )
+    assert "4 of 4 pages matched PostgreSQL and Redis" in output
+    assert "after everyone left: 0 rooms, 0 members" in output
+    assert ", 0 without an expiry" in output
