@@ -356,7 +356,9 @@ def run(args: argparse.Namespace) -> int:
         f"{SETTLE_SECONDS} s after the churn stopped"
         f"{'' if not wrong else ': ' + '; '.join(differences[:5])}"
     )
-    kinds = Counter(re.sub(r"[0-9a-f]{8,}|\d+", "*", key) for key in final_keys)
+    kinds = Counter(
+        re.sub(r"[0-9a-z]{20,}|\d+", "*", key.removeprefix(observed.prefix)) for key in final_keys
+    )
     print(
         f"after everyone left: {final['rooms']} rooms, {final['members']} members, "
         f"{len(final_keys)} Redis keys ({dict(kinds)}), {len(left_keys)} without an expiry"

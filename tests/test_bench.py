@@ -70,3 +70,9 @@ def test_the_soak_benchmark_finds_every_page_right_and_nothing_left_behind() -> 
     assert "4 of 4 pages matched PostgreSQL and Redis" in output
     assert "after everyone left: 0 rooms, 0 members" in output
     assert ", 0 without an expiry" in output
+
+
+def test_the_browser_benchmark_runs() -> None:
+    output = run_bench("bench.browser", "--members", "50", "--changes", "3")
+    assert "50 members, a " in output
+    assert "later changes swapped in" in output  # the page got them
