@@ -42,6 +42,7 @@ class Page:
         self.base = base
         self.path = ""
         self.codes: Counter[int] = Counter()
+        self.refusals: Counter[str] = Counter()  # handshakes that failed, by what the client saw
         self.restored: float | None = None  # when the list was back after the restart
         self.restart_at: float | None = None
 
@@ -62,8 +63,9 @@ class Page:
                     heartbeat=None,
                     max_msg_size=0,
                 )
-            except (aiohttp.ClientError, OSError):
+            except (aiohttp.ClientError, OSError) as error:
                 code = 1006  # refused, or dropped before the handshake
+                self.refusals[describe(error)] += 1
             else:
                 attempt = 0
                 code = await self.read(socket, stop)
@@ -83,6 +85,14 @@ class Page:
                 break
         await socket.close()
         return socket.close_code or 1006
+
+
+def describe(error: Exception) -> str:
+    if isinstance(error, aiohttp.WSServerHandshakeError):
+        return f"handshake answered {error.status}"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return "connection refused"
+    return type(error).__name__
 
 
 def start_on(env: dict, log: Path, port: int) -> Daphne:
@@ -116,10 +126,16 @@ async def one_run(env: dict, work: Path, members: list, number: int) -> dict:
         for page in pages:
             page.restart_at = started
         server.process.send_signal(signal.SIGTERM)
+
+        async def old_exit() -> float:
+            await asyncio.to_thread(server.process.wait, 30)
+            return time.monotonic() - started
+
+        exiting = asyncio.create_task(old_exit())
         replacement = await asyncio.to_thread(start_on, env, work / f"server-{number}-next.log",
                                               server.port)  # fmt: skip
-        await asyncio.to_thread(server.process.wait, 30)
-        exited = time.monotonic() - started
+        ready = time.monotonic() - started
+        exited = await exiting
         deadline = time.monotonic() + 120
         while any(page.restored is None for page in pages) and time.monotonic() < deadline:  # noqa: ASYNC110 (polls the pages it counts)
             await asyncio.sleep(0.2)
@@ -130,9 +146,12 @@ async def one_run(env: dict, work: Path, members: list, number: int) -> dict:
     replacement.stop()
     restored = [page.restored - started for page in pages if page.restored is not None]
     codes = sum((page.codes for page in pages), Counter())
+    refusals = sum((page.refusals for page in pages), Counter())
     return {
         "old_exit_s": round(exited, 2),
+        "replacement_ready_s": round(ready, 2),
         "codes": dict(sorted(codes.items())),
+        "refusals": dict(refusals.most_common()),
         "restored": len(restored),
         "pages": len(pages),
         "median_s": round(statistics.median(restored), 2) if restored else None,
@@ -149,8 +168,10 @@ async def run(pages: int, runs: int) -> list[dict]:
     for number in range(runs):
         result = await one_run(env, work, members, number)
         print(
-            f"run {number + 1}: old process exited {result['old_exit_s']} s after SIGTERM; "
-            f"close codes {result['codes']}; {result['restored']} of {result['pages']} pages had "
+            f"run {number + 1}: old process exited {result['old_exit_s']} s after SIGTERM, "
+            f"the replacement answered /readyz after {result['replacement_ready_s']} s; "
+            f"close codes {result['codes']} (failed handshakes: {result['refusals']}); "
+            f"{result['restored']} of {result['pages']} pages had "
             f"their list again, median {result['median_s']} s, p99 {result['p99_s']} s, "
             f"last {result['last_s']} s after SIGTERM",
             flush=True,

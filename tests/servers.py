@@ -51,6 +51,7 @@ def server_environment(tmp_dir: Path) -> dict[str, str]:
         # way (tests/test_security.py checks the limits).
         RATE_LIMIT_PER_SESSION="1000000/60",
         RATE_LIMIT_PER_ADDRESS="1000000/60",
+        LIVEROOM_SOCKETS_PER_ADDRESS="1000000",  # thousands of pages, all from 127.0.0.1
         # Keep these servers' messages apart from any other user of the same Redis.
         LIVEROOM_CHANNEL_PREFIX="e2e-" + uuid.uuid4().hex[:8],
     )

@@ -146,9 +146,9 @@ async def test_renaming_in_another_tab_sends_this_tab_its_own_part_again() -> No
 
 async def test_a_rename_reads_one_snapshot_for_all_of_the_members_pages(monkeypatch) -> None:
     reads = []
-    snapshot = fragments.snapshot
+    snapshots = fragments.snapshots
     monkeypatch.setattr(
-        fragments, "snapshot", lambda **kwargs: reads.append(kwargs) or snapshot(**kwargs)
+        fragments, "snapshots", lambda *args: reads.append(args) or snapshots(*args)
     )
     alice = await new_member("Alice")
     pages = [await open_socket(alice) for _ in range(30)]

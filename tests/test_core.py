@@ -279,6 +279,27 @@ async def test_pages_connecting_together_share_one_render_of_the_list(list_rende
         await socket.disconnect()
 
 
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_pages_connecting_together_share_their_snapshot_reads(monkeypatch) -> None:
+    reads: list[int] = []
+    snapshots = fragments.snapshots
+    monkeypatch.setattr(
+        fragments,
+        "snapshots",
+        lambda slug, wanted: reads.append(len(wanted)) or snapshots(slug, wanted),
+    )
+    clients = [await new_member(f"Guest {i}") for i in range(12)]
+    alice = clients[0]
+    sockets = await asyncio.gather(*(open_socket(client) for client in [*clients, alice]))
+    for socket in sockets:
+        assert "Guest 11" in await receive_snapshot(socket, within=5)
+    assert sum(reads) == 12  # Alice's two pages asked for one snapshot
+    assert len(reads) <= 4  # not one read per page
+    for socket in sockets:
+        await socket.disconnect()
+
+
 @pytest.mark.django_db
 def test_page_loads_at_one_version_render_the_list_once(list_renders, client) -> None:
     renders = list_renders

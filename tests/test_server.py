@@ -19,6 +19,7 @@ import pytest
 import websockets.sync.client
 from websockets.exceptions import ConnectionClosed
 
+from liveroom.server.daphne import LISTEN_BACKLOG, with_backlog
 from tests.servers import ROOT, Daphne, free_port
 
 
@@ -111,6 +112,21 @@ def raw_request(server: Daphne, request: bytes, *, pause: float = 0) -> bytes:
         while chunk := connection.recv(65536):
             answer += chunk
         return answer
+
+
+def test_the_listen_queue_holds_a_crowd_of_reconnecting_pages(probe: Daphne) -> None:
+    # For a listening socket, ss shows the queue's size as Send-Q.
+    listening = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{probe.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert int(listening[2]) == min(LISTEN_BACKLOG, somaxconn) > 50  # Twisted's default: 50
+    assert (
+        with_backlog("unix:/run/liveroom.sock")
+        == f"unix:/run/liveroom.sock:backlog={LISTEN_BACKLOG}"
+    )
+    assert with_backlog("tcp:port=80:backlog=10") == "tcp:port=80:backlog=10"  # named: kept
+    assert with_backlog("fd:fileno=3") == "fd:fileno=3"  # an inherited socket: its own
 
 
 def test_a_header_line_over_16_kib_gets_431(probe: Daphne) -> None:

@@ -12,7 +12,8 @@
 - The sweeps that remove idle members and empty rooms, on a timer (liveroom/rooms/cleanup.py).
 - The sockets each member and each client address has open here, against their limits.
 - The frames of the rooms' member lists, and the reader threads snapshots are made in: at most
-  LIVEROOM_READ_THREADS at once, never queued behind the threads that serve HTTP requests. A
+  LIVEROOM_READ_THREADS at once, never queued behind the threads that serve HTTP requests; the
+  snapshots a room's pages ask for together are read together (liveroom/live/snapshot_reads.py). A
   room's list (liveroom/rooms/fragments.py, shared with page loads) and frame go with its last
   page here.
 
@@ -57,6 +58,7 @@ from liveroom.live.page import (
 )
 from liveroom.live.readers import Readers
 from liveroom.live.redis_check import RedisCheck
+from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.live.sockets import text_frame
 from liveroom.presence import PresenceChange, stores
 from liveroom.presence.tracker import Tracker
@@ -83,6 +85,7 @@ class LiveCore:
         self.subscription_lock = asyncio.Lock()
         self.list_frames: dict[str, tuple[str, bytes]] = {}
         self.readers = Readers(settings.LIVEROOM_READ_THREADS)
+        self.snapshot_reads = SnapshotReads(self.readers)
         self.limits = SocketLimits(
             settings.LIVEROOM_SOCKETS_PER_MEMBER, settings.LIVEROOM_SOCKETS_PER_ADDRESS
         )
@@ -302,11 +305,8 @@ class LiveCore:
         room's version is the same."""
         room_slug = page.room_slug
         assert room_slug is not None
-        snapshot = await self.readers.run(
-            fragments.snapshot,
-            room_slug=room_slug,
-            session_key=session_key,
-            check_session=check_session,
+        snapshot = await self.snapshot_reads.read(
+            room_slug, session_key, check_session=check_session
         )
         if page.group_name not in self.groups:  # the room's last page closed meanwhile
             fragments.member_lists.forget(room_slug)
@@ -497,9 +497,10 @@ class LiveCore:
     async def aclose(self) -> None:
         """Stop every task and forget every page (pages themselves are closed by the server)."""
         self.closed = True
-        tasks = [*self.tasks.values(), *self.handlers]
+        tasks = [*self.tasks.values(), *self.handlers, *self.snapshot_reads.reading.values()]
         for task in tasks:
             task.cancel()
+        self.snapshot_reads.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.tracker is not None:
             await self.tracker.aclose()

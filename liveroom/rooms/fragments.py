@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.models import Session
 from django.core.paginator import Page, Paginator
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -18,6 +19,7 @@ from liveroom.presence import PresenceChange, RoomPresence, online_counts, room_
 from liveroom.rooms.models import Member, Room
 
 ROOM_TEMPLATE = "room.html"
+DATABASE_SESSIONS = "django.contrib.sessions.backends.db"
 
 
 @dataclass
@@ -203,34 +205,60 @@ def rooms_page(number: int | str | None) -> Page:
     return page
 
 
-def session_is_live(session_key: str) -> bool:
-    """Whether the session store still has this session, unexpired."""
+def live_sessions(session_keys: set[str]) -> set[str]:
+    """The keys the session store still has, unexpired: one query with the database engine."""
+    if not session_keys:
+        return set()
+    if settings.SESSION_ENGINE == DATABASE_SESSIONS:  # what SessionStore.load() checks
+        unexpired = Session.objects.filter(
+            session_key__in=session_keys, expire_date__gt=timezone.now()
+        )
+        return set(unexpired.values_list("session_key", flat=True))
     engine = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
-    store: SessionBase = engine(session_key)
-    store.load()  # an unknown or expired session leaves the store without a key
-    return store.session_key == session_key
+    live = set()
+    for session_key in session_keys:
+        store: SessionBase = engine(session_key)
+        store.load()  # an unknown or expired session leaves the store without a key
+        if store.session_key == session_key:
+            live.add(session_key)
+    return live
 
 
-def snapshot(*, room_slug: str, session_key: str, check_session: bool) -> Snapshot | None:
-    """The room as seen by one member, or None if the session is not a member (or, with
-    `check_session`, no longer a live session)."""
-    if check_session and not session_is_live(session_key):
-        return None
-    me = Member.objects.filter(room__slug=room_slug, session_key=session_key).first()
-    if me is None:
-        return None
+SnapshotWanted = tuple[str, bool]  # a session key, and whether its session must be checked
+
+
+def snapshots(room_slug: str, wanted: list[SnapshotWanted]) -> dict[SnapshotWanted, Snapshot]:
+    """The room as each wanted session's member sees it, read together: a handful of queries
+    and one list however many pages ask. A session that is not a member (or, when it must be
+    checked, no longer a live session) has no snapshot."""
+    checked = live_sessions({key for key, check in wanted if check})
+    allowed = {key for key, check in wanted if key in checked or not check}
+    members = {
+        member.session_key: member
+        for member in Member.objects.filter(room__slug=room_slug, session_key__in=allowed)
+    }
+    if not members:
+        return {}
     room_id, version = Room.objects.filter(slug=room_slug).values_list("id", "version").get()
     presence = room_presence(room_slug)
     member_list = member_lists.current(room_slug, room_id, version)
-    context = {"me": me, "count": member_list.count, "oob": True} | presence_context(presence)
-    return Snapshot(
-        version=member_list.version,
-        presence_sequence=presence.sequence,
-        member_id=me.pk,
-        member_list=member_list,
-        members_html=member_lists.render(member_list, presence),
-        own_html=render_to_string(f"{ROOM_TEMPLATE}#snapshot-you", context).strip(),
-    )
+    members_html = member_lists.render(member_list, presence)
+    found: dict[str, Snapshot] = {}
+    for session_key, me in members.items():
+        context = {"me": me, "count": member_list.count, "oob": True} | presence_context(presence)
+        found[session_key] = Snapshot(
+            version=member_list.version,
+            presence_sequence=presence.sequence,
+            member_id=me.pk,
+            member_list=member_list,
+            members_html=members_html,
+            own_html=render_to_string(f"{ROOM_TEMPLATE}#snapshot-you", context).strip(),
+        )
+    return {
+        (key, check): found[key]
+        for key, check in wanted
+        if key in found and (key in checked or not check)
+    }
 
 
 def render_own_entry(me: Member, presence: RoomPresence) -> str:

@@ -17,6 +17,9 @@ Always:
   to REQUEST_GRACE_SECONDS), and so do any that arrive meanwhile on kept-alive connections, each
   answered with `Connection: close`. Then every later request gets a 503 at once, without the
   application, and daphne cancels what is left.
+- A listen queue of LISTEN_BACKLOG connections (Twisted's default is 50): when a restarted
+  process comes up under thousands of reconnecting pages, the kernel holds their connections
+  until they are accepted instead of dropping them, and the pages need no second backoff.
 
 Only with the daphne, Twisted and autobahn versions in TESTED_WITH (any other gets a log line and
 the stock behaviour), since these read library attributes that are not an API:
@@ -40,6 +43,7 @@ This module imports nothing from the application: it serves any ASGI application
 
 import contextlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -74,6 +78,7 @@ DRAIN_SECONDS = 0.1
 REQUEST_GRACE_SECONDS = 3.0
 # Seconds a request's line and headers get to arrive, from their first byte.
 HEADER_SECONDS = 10.0
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 # The versions RawSocket and the handshake release were tested with (tests/test_server.py);
 # requirements.txt pins them.
 TESTED_WITH = {"daphne": "4.2.3", "twisted": "26.10.0", "autobahn": "26.11.1"}
@@ -257,6 +262,8 @@ class LiveroomServer(Server):
         header_seconds: float = HEADER_SECONDS,
         **kwargs,
     ) -> None:
+        if kwargs.get("endpoints"):  # daphne's command line passes them by name
+            kwargs["endpoints"] = [with_backlog(endpoint) for endpoint in kwargs["endpoints"]]
         super().__init__(*args, **kwargs)
         self.raw_sockets = raw_sockets_supported(installed_versions())
         self.metrics_address = metrics_address
@@ -391,6 +398,15 @@ class LiveroomServer(Server):
             and (instance := details.get("application_instance")) is not None
             and not instance.done()
         )
+
+
+def with_backlog(endpoint: str) -> str:
+    """A tcp or unix endpoint description with a listen queue of LISTEN_BACKLOG, unless it names
+    one itself."""
+    kind = endpoint.split(":", 1)[0]
+    if kind not in {"tcp", "tcp6", "unix"} or re.search(r"(^|:)backlog=", endpoint):
+        return endpoint
+    return f"{endpoint}:backlog={LISTEN_BACKLOG}"
 
 
 def close_after_response(request) -> None:
