@@ -41,13 +41,12 @@ from pathlib import Path
 import psycopg
 import redis
 import requests
-import websockets.sync.client
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bench.churn import resident_kib
 from bench.fanout import production_environment
 from tests.htmx_model import RoomPage
-from tests.servers import Daphne
+from tests.servers import Daphne, page_socket
 
 SHORT_CLOCK = {
     "LIVEROOM_PRESENCE_GRACE_SECONDS": "1",
@@ -108,14 +107,7 @@ class Person:
         return re.search(r'ws-connect="([^"]+)"', html)[1].replace("&amp;", "&"), page
 
     def connect(self, path: str):
-        cookie = "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
-        return websockets.sync.client.connect(
-            f"{self.base.replace('http', 'ws', 1)}{path}",
-            origin=self.base,
-            additional_headers={"Cookie": cookie},
-            open_timeout=30,
-            max_size=None,
-        )
+        return page_socket(self.http, self.base, path, open_timeout=30, max_size=None)
 
 
 def drop(socket) -> None:

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import psycopg
 import requests
-import websockets.sync.client
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.htmx_model import RoomPage
-from tests.servers import ROOT, Daphne, free_port, stop_process
+from tests.servers import ROOT, Daphne, free_port, page_socket, stop_process
 
 CONFIG = ROOT / "deploy" / "haproxy.cfg"
 DISCOVERY = re.compile(r"^    server-template .*$", re.MULTILINE)
@@ -142,16 +141,9 @@ class LivePage:
 
     def run(self) -> None:
         attempt = 0
-        cookie = "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
         while not self.stopped.is_set():
             try:
-                with websockets.sync.client.connect(
-                    f"{self.base.replace('http', 'ws', 1)}{self.path}",
-                    origin=self.base,
-                    additional_headers={"Cookie": cookie},
-                    open_timeout=10,
-                    max_size=None,
-                ) as socket:
+                with page_socket(self.http, self.base, self.path, max_size=None) as socket:
                     self.socket = socket
                     attempt = 0
                     code = self.read(socket)

@@ -184,13 +184,19 @@ class Visitor:
 
     def open_socket(self, server: Daphne):
         """The room page's socket; read_snapshot(socket) first."""
-        cookie = "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
-        return websockets.sync.client.connect(
-            f"ws://127.0.0.1:{server.port}/ws/room/",
-            origin=server.url,
-            additional_headers={"Cookie": cookie},
-            open_timeout=10,
-        )
+        return page_socket(self.http, server.url, "/ws/room/")
+
+
+def page_socket(http: requests.Session, base: str, path: str, open_timeout: float = 10, **options):
+    """A socket to `path` as the browser with `http`'s cookies opens it from a page at `base`."""
+    cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
+    return websockets.sync.client.connect(
+        f"{base.replace('http', 'ws', 1)}{path}",
+        origin=base,
+        additional_headers={"Cookie": cookie},
+        open_timeout=open_timeout,
+        **options,
+    )
 
 
 def read_snapshot(socket, timeout: float = 10) -> str:
