@@ -20,7 +20,8 @@ from liveroom.live import core
 from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
 from liveroom.presence import room_presence, stores
-from liveroom.rooms import cleanup
+from liveroom.rooms import cleanup, fragments
+from liveroom.rooms.idle import remove_idle_members
 from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
 from tests.htmx_model import RoomPage
 
@@ -207,6 +208,31 @@ async def test_a_process_with_pages_open_sweeps_idle_members_and_empty_rooms_una
     assert not await Room.objects.filter(slug="chess").aexists()
     assert await Room.objects.filter(slug=Room.DEFAULT_SLUG).aexists()  # Alice is in it
     await socket.disconnect()
+
+
+async def test_a_member_online_for_long_is_not_idle_the_moment_they_go_away(
+    settings, monkeypatch
+) -> None:
+    settings.LIVEROOM_IDLE_REMOVAL_SECONDS = 60
+    render = fragments.render_presence_change
+
+    def slow_render(change):  # the "went away" announcement is late
+        time.sleep(2)
+        return render(change)
+
+    alice = await new_member("Alice")
+    socket, page = await open_page(alice)
+    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    await Member.objects.filter(name="Alice").aupdate(  # online for a day and a bit
+        last_seen_at=timezone.now() - timedelta(days=1)
+    )
+    monkeypatch.setattr(fragments, "render_presence_change", slow_render)
+    await socket.disconnect()
+    await asyncio.sleep(GRACE + 0.5)
+    assert not room_presence("lobby").online  # the store has Alice away
+    # In a thread of its own: the one Channels shares is busy with the late announcement.
+    assert await asyncio.to_thread(remove_idle_members) == 0  # seen a moment ago
+    assert await Member.objects.filter(name="Alice").aexists()
 
 
 @pytest.mark.services

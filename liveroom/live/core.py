@@ -62,7 +62,7 @@ from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.live.sockets import text_frame
 from liveroom.presence import PresenceChange, stores
 from liveroom.presence.tracker import Tracker
-from liveroom.rooms import cleanup, fragments
+from liveroom.rooms import cleanup, fragments, idle
 from liveroom.rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -434,7 +434,11 @@ class LiveCore:
 
     def presence_tracker(self) -> Tracker:
         if self.tracker is None:
-            self.tracker = Tracker(stores.for_writing(), on_change=self.presence_changed)
+            self.tracker = Tracker(
+                stores.for_writing(),
+                on_change=self.presence_changed,
+                on_leaving=lambda members: self.readers.run(idle.mark_seen, members),
+            )
         self.supervise("presence", self.tracker.run)
         return self.tracker
 

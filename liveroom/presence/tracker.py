@@ -4,7 +4,9 @@ Several tabs are one member: the store hears of a member's first page here openi
 last one here staying closed for the grace period (LIVEROOM_PRESENCE_GRACE_SECONDS), so a reload
 is no visit. Changes are gathered for a moment and written in one batch. What the store says
 changed goes to one callback, `on_change` (as Phoenix's Tracker calls `handle_diff`): the tracker
-renders nothing and publishes nothing.
+renders nothing and publishes nothing. Before the store hears that a member's last page here has
+gone, `on_leaving` is told, so whatever keeps "last seen" has it before anyone can read the
+member as away.
 """
 
 import asyncio
@@ -28,15 +30,17 @@ MAX_BATCH_SECONDS = 5.0
 PAGES_PER_BATCH_SECOND = 1000
 
 OnChange = Callable[[list[PresenceChange]], Awaitable[None]]
+OnLeaving = Callable[[set[int]], Awaitable[None]]
 
 
 class Tracker:
     """This process's open pages per member, and what it has told the store of them. Runs on
     one event loop; `run()` renews this process's entries and sweeps those of dead ones."""
 
-    def __init__(self, store: Store, on_change: OnChange) -> None:
+    def __init__(self, store: Store, on_change: OnChange, on_leaving: OnLeaving | None = None):
         self.store = store
         self.on_change = on_change
+        self.on_leaving = on_leaving
         self.process = uuid.uuid4().hex[:12]
         self.loop = asyncio.get_running_loop()
         self.pages: Counter[tuple[str, int]] = Counter()
@@ -92,6 +96,7 @@ class Tracker:
         ttl = settings.LIVEROOM_PRESENCE_EXPIRY_SECONDS * 3 / 4
         async with self.flush_lock:
             wanted, changes = self.wanted(), []
+            await self.tell_leaving(wanted)
             for room_slug in wanted.keys() | self.told.keys():
                 want, told = wanted.get(room_slug, set()), self.told.get(room_slug, set())
                 arriving = want if renew else want - told
@@ -111,6 +116,19 @@ class Tracker:
             self.told = {room_slug: told for room_slug, told in self.told.items() if told}
         if changes:
             await self.on_change(changes)
+
+    async def tell_leaving(self, wanted: dict[str, set[int]]) -> None:
+        leaving = {
+            member
+            for room_slug, told in self.told.items()
+            for member in told - wanted.get(room_slug, set())
+        }
+        if not leaving or self.on_leaving is None:
+            return
+        try:
+            await self.on_leaving(leaving)
+        except Exception as error:  # presence goes on without it
+            logger.warning("Leaving members not recorded: %s: %s", type(error).__name__, error)
 
     async def run(self) -> None:
         """Renew this process's entries and sweep away those of processes that died."""

@@ -15,6 +15,12 @@ from liveroom.rooms.membership import member_leave
 from liveroom.rooms.models import Member, Room
 
 
+def mark_seen(member_ids: set[int]) -> None:
+    """These members were seen until now (their last page is closing): whoever reads them as
+    away after this also finds them recently seen, not idle since their last absence."""
+    Member.objects.filter(pk__in=member_ids).update(last_seen_at=timezone.now())
+
+
 def remove_idle_members(room: Room | None = None) -> int:
     """Remove the idle members of `room` (of every room if None); return how many went."""
     limit = settings.LIVEROOM_IDLE_REMOVAL_SECONDS
