@@ -5,10 +5,11 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.db import OperationalError
 from django.test import Client
 
 from liveroom.asgi import application
-from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION
+from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
 from liveroom.rooms import fragments
@@ -272,3 +273,17 @@ async def test_pages_get_a_heartbeat_that_keeps_the_indicator_live(settings) -> 
     assert heartbeat.startswith('<p id="connection"')
     assert "reconnecting…" in heartbeat  # shown by CSS only once heartbeats stop
     await socket.disconnect()
+
+
+async def test_pages_whose_shared_snapshot_read_fails_are_asked_to_retry(monkeypatch) -> None:
+    def unreachable(*args):
+        raise OperationalError("connection refused")
+
+    alice, bob = await new_member("Alice"), await new_member("Bob")
+    monkeypatch.setattr(fragments, "snapshots", unreachable)
+    sockets = await asyncio.gather(open_socket(alice), open_socket(bob), open_socket(alice))
+    for socket in sockets:
+        assert await socket.receive_output(timeout=2) == {
+            "type": "websocket.close",
+            "code": TRY_AGAIN_LATER,  # htmx reconnects after 1013
+        }

@@ -58,6 +58,7 @@ class SnapshotReads:
                     for future in batch.values():
                         if not future.done():
                             future.set_exception(error)
+                            future.exception()  # a page gone meanwhile leaves it unread: no warning
                     continue
                 for wanted, future in batch.items():
                     if not future.done():
