@@ -501,10 +501,10 @@ class LiveCore:
     async def aclose(self) -> None:
         """Stop every task and forget every page (pages themselves are closed by the server)."""
         self.closed = True
-        tasks = [*self.tasks.values(), *self.handlers, *self.snapshot_reads.reading.values()]
+        tasks = [*self.tasks.values(), *self.handlers]
         for task in tasks:
             task.cancel()
-        self.snapshot_reads.cancel()
+        tasks += self.snapshot_reads.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.tracker is not None:
             await self.tracker.aclose()

@@ -66,11 +66,13 @@ class SnapshotReads:
         finally:
             del self.reading[room_slug]
 
-    def cancel(self) -> None:
-        """Stop every read (the core is closing)."""
-        for task in self.reading.values():
+    def cancel(self) -> list[asyncio.Task]:
+        """Stop every read (the core is closing); the tasks to wait for."""
+        tasks = list(self.reading.values())
+        for task in tasks:
             task.cancel()
         for waiting in self.waiting.values():
             for future in waiting.values():
                 future.cancel()
         self.waiting.clear()
+        return tasks
