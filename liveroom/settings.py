@@ -281,6 +281,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The forms carry one short field; anything much bigger is not a browser using them.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
+# Django's database sessions, less two statements for each session that starts.
+SESSION_ENGINE = "liveroom.rooms.sessions"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 

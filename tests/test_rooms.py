@@ -189,7 +189,8 @@ async def test_the_rooms_list_is_refreshed_at_most_once_an_interval() -> None:
     await later
     assert len(rendered_at) == 2  # the first at once, then one for the whole burst
     assert rendered_at[0] - started < 0.2
-    assert rendered_at[1] - rendered_at[0] >= 0.5
+    # Renders run in a thread: each is timed a thread hop after its turn began (a few ms).
+    assert rendered_at[1] - rendered_at[0] >= 0.5 - 0.01
     assert [message["html"] for (_, message) in sent] == ["list 1", "list 2"]  # the last state
 
 

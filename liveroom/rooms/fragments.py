@@ -8,6 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.sessions.backends import db
 from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.models import Session
 from django.core.paginator import Page, Paginator
@@ -19,7 +20,6 @@ from liveroom.presence import PresenceChange, RoomPresence, online_counts, room_
 from liveroom.rooms.models import Member, Room
 
 ROOM_TEMPLATE = "room.html"
-DATABASE_SESSIONS = "django.contrib.sessions.backends.db"
 
 
 @dataclass
@@ -209,12 +209,12 @@ def live_sessions(session_keys: set[str]) -> set[str]:
     """The keys the session store still has, unexpired: one query with the database engine."""
     if not session_keys:
         return set()
-    if settings.SESSION_ENGINE == DATABASE_SESSIONS:  # what SessionStore.load() checks
+    engine = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    if issubclass(engine, db.SessionStore):  # what SessionStore.load() checks
         unexpired = Session.objects.filter(
             session_key__in=session_keys, expire_date__gt=timezone.now()
         )
         return set(unexpired.values_list("session_key", flat=True))
-    engine = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
     live = set()
     for session_key in session_keys:
         store: SessionBase = engine(session_key)

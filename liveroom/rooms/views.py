@@ -25,17 +25,13 @@ def unsaved_room(slug: str) -> Room:
     return Room(slug=slug)
 
 
-def find_room(slug: str) -> Room:
-    """The room at `slug`; an unsaved one if nobody has joined it yet. 404 for a bad slug."""
-    room = unsaved_room(slug)  # a bad slug goes no further than this
-    return Room.objects.filter(slug=slug).first() or room
-
-
-def current_member(request: HttpRequest, room: Room) -> Member | None:
+def membership(request: HttpRequest, room: Room) -> Member | None:
+    """The session's membership of `room` (looked up by slug), read with its room."""
     session_key = request.session.session_key
-    if not session_key or room.pk is None:
+    if not session_key:
         return None
-    return room.members.filter(session_key=session_key).first()
+    members = Member.objects.select_related("room")
+    return members.filter(room__slug=room.slug, session_key=session_key).first()
 
 
 @require_GET
@@ -45,11 +41,12 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
-    room = find_room(slug)
+    room = unsaved_room(slug)
     remove_idle_members(room)
-    me = current_member(request, room)
+    me = membership(request, room)  # one query: the member and the room's version
     if me is None:
         return redirect(room.join_url)
+    room = me.room
     # The list this process keeps for the room's version: rendered once for every load.
     member_list = member_lists.current(room.slug, room.pk, room.version)
     presence = room_presence(room.slug)
@@ -72,8 +69,8 @@ def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
 @limit_membership_changes
 def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     if request.method == "GET":
-        room = find_room(slug)
-        if current_member(request, room) is not None:
+        room = unsaved_room(slug)  # the form needs no more of it than its name
+        if membership(request, room) is not None:
             return redirect(room.url())
         return render(request, "join.html", {"room": room, "form": JoinForm()})
 

@@ -1,0 +1,39 @@
+"""Sessions: Django's database sessions, at two statements fewer for each one that starts.
+
+A visitor's session starts when they join (the page's socket finds their membership by its key).
+Django's database store first asks whether a new random key is taken, then inserts it, and at
+the end of that same request writes the unchanged data again. This store inserts at once (32
+random characters, 165 bits: an existing key is a failed insert, and create() draws another)
+and skips a save that would write what create() has just written.
+"""
+
+from typing import Any
+
+from django.contrib.sessions.backends import db
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS
+from django.utils.crypto import get_random_string
+
+
+class SessionStore(db.SessionStore):
+    # The key and data create() inserted, while nothing else has been saved.
+    _as_created: tuple[str, dict[str, Any]] | None = None
+
+    def _get_new_session_key(self) -> str:
+        return get_random_string(32, VALID_KEY_CHARS)
+
+    def create(self) -> None:
+        super().create()
+        assert self.session_key is not None
+        self._as_created = (self.session_key, dict(self.items()))
+
+    def save(self, must_create: bool = False) -> None:
+        if not must_create and self.unchanged_since_created():
+            return
+        self._as_created = None
+        super().save(must_create=must_create)
+
+    def unchanged_since_created(self) -> bool:
+        """Whether the row create() inserted holds this very key, data and expiry."""
+        if self._as_created is None:
+            return False  # and nothing loaded to tell
+        return self._as_created == (self.session_key, dict(self.items()))

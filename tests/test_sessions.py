@@ -1,0 +1,64 @@
+"""Sessions (liveroom/rooms/sessions.py): Django's database sessions, each written once when it
+starts."""
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from liveroom.rooms import sessions
+from liveroom.rooms.models import Member
+from liveroom.rooms.sessions import SessionStore
+
+pytestmark = pytest.mark.django_db
+
+
+def test_joining_writes_the_new_session_once_and_reads_nothing_of_it(client: Client) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/room/join/", {"name": "Alice"})
+
+    assert response.status_code == 302
+    session_statements = [q["sql"] for q in queries if "django_session" in q["sql"]]
+    assert len(session_statements) == 1, session_statements
+    assert session_statements[0].startswith("INSERT")
+    key = client.cookies["sessionid"].value
+    assert Session.objects.filter(session_key=key).exists()
+    assert Member.objects.get().session_key == key
+
+
+def test_data_set_after_the_session_started_is_saved() -> None:
+    store = SessionStore()
+    store.create()
+    store["theme"] = "dark"
+    store.save()
+    store.save()  # a later save of the same data writes it again, as Django's store does
+
+    assert SessionStore(store.session_key).load() == {"theme": "dark"}
+
+
+def test_a_session_started_again_after_a_flush_gets_a_new_row() -> None:
+    store = SessionStore()
+    store.create()
+    first = store.session_key
+    store.flush()
+    store.save()
+
+    assert store.session_key != first
+    assert set(Session.objects.values_list("session_key", flat=True)) == {store.session_key}
+
+
+def test_a_new_key_that_is_taken_is_drawn_again_and_the_other_session_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken = SessionStore()
+    taken["owner"] = "someone else"
+    taken.save()
+    keys = iter([taken.session_key, "a" * 32])
+    monkeypatch.setattr(sessions, "get_random_string", lambda length, chars: next(keys))
+
+    store = SessionStore()
+    store.create()
+
+    assert store.session_key == "a" * 32
+    assert SessionStore(taken.session_key).load() == {"owner": "someone else"}
