@@ -72,3 +72,16 @@ async def test_online_counts_cover_every_room_asked_for(store) -> None:
     await store.update("chess", "process-a", {1, 2}, set(), TTL)
     await store.update("go", "process-b", {3}, set(), TTL)
     assert store.online_counts(["chess", "go", "empty"]) == {"chess": 2, "go": 1, "empty": 0}
+
+
+async def test_sequence_numbers_are_read_together_for_every_room_asked_for(store) -> None:
+    await store.update("chess", "process-a", {1, 2}, set(), TTL)
+    await store.update("chess", "process-a", set(), {1}, TTL)
+    await store.update("go", "process-b", {3}, set(), TTL)
+
+    assert store.sequence_numbers(["chess", "go", "empty"]) == {
+        "chess": store.read("chess").sequence,
+        "go": store.read("go").sequence,
+        "empty": 0,
+    }
+    assert store.sequence_numbers([]) == {}

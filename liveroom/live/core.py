@@ -60,7 +60,7 @@ from liveroom.live.readers import Readers
 from liveroom.live.redis_check import RedisCheck
 from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.live.sockets import text_frame
-from liveroom.presence import PresenceChange, stores
+from liveroom.presence import PresenceChange, presence_sequences, stores
 from liveroom.presence.tracker import Tracker
 from liveroom.rooms import cleanup, fragments, idle
 from liveroom.rooms.models import Room
@@ -397,7 +397,7 @@ class LiveCore:
         room_pages = cast(list[RoomPage], [page for page in pages if page.room_slug])
         try:
             sequences = await self.readers.run(
-                fragments.presence_sequences, {page.room_slug for page in room_pages}
+                presence_sequences, sorted({page.room_slug for page in room_pages})
             )
         except Exception as error:
             logger.warning("Cannot check presence: %s: %s", type(error).__name__, error)

@@ -14,6 +14,7 @@ from liveroom.presence.store import (
     RoomPresence,
     Store,
     online_counts,
+    presence_sequences,
     room_presence,
     stores,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "RoomPresence",
     "Store",
     "online_counts",
+    "presence_sequences",
     "room_presence",
     "stores",
 ]

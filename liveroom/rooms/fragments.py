@@ -180,11 +180,6 @@ def render_presence_all(room_slug: str) -> tuple[str, int]:
     return html, presence.sequence
 
 
-def presence_sequences(room_slugs: set[str]) -> dict[str, int]:
-    """Each room's presence sequence in the store now."""
-    return {slug: room_presence(slug).sequence for slug in room_slugs}
-
-
 def render_room_list() -> str:
     """The first page of /rooms/ (the live one), as an out-of-band swap."""
     context = {"rooms": rooms_page(1), "oob": True}
