@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
@@ -248,3 +249,21 @@ def test_leaves_sweep_empty_rooms_now_and_then(settings, monkeypatch) -> None:
     cleanup.sweeps.next_sweep = 0  # an interval later
     join_room(Client(), "go", "Carol")
     assert not Room.objects.filter(slug="chess").exists()
+
+
+@pytest.mark.django_db
+def test_a_sweep_deletes_the_sessions_past_their_expiry(settings, monkeypatch) -> None:
+    settings.LIVEROOM_EMPTY_ROOM_SECONDS = 60
+    monkeypatch.setattr(cleanup, "sweeps", cleanup.Sweeps())
+    alice, bob = Client(), Client()
+    join_room(alice, "chess", "Alice")
+    join_room(bob, "chess", "Bob")
+    Session.objects.filter(session_key=bob.session.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+
+    cleanup.sweeps.now_and_then()
+
+    assert list(Session.objects.values_list("session_key", flat=True)) == [
+        alice.session.session_key
+    ]

@@ -1,7 +1,8 @@
 """Rooms nobody is in go: LIVEROOM_EMPTY_ROOM_SECONDS after their last change, an empty room's
 database row and its presence keys are deleted (a later join starts it afresh). A sweep first
 removes the members idle for longer than LIVEROOM_IDLE_REMOVAL_SECONDS (liveroom/rooms/idle.py),
-so a room whose people all wandered off goes too.
+so a room whose people all wandered off goes too; then the sessions past their expiry are
+deleted (what `manage.py clearsessions` does), so the session table holds only live ones.
 
 Each process sweeps now and then: on a timer while it serves pages (the live core's), and as
 rooms are used (a join, a leave); at most once every `sweep_interval()` seconds, a quarter of
@@ -15,6 +16,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from liveroom.presence import stores
 from liveroom.rooms.fragments import member_lists
@@ -61,6 +63,11 @@ def remove_empty_rooms() -> int:
     return len(gone)
 
 
+def remove_expired_sessions() -> None:
+    """Delete the sessions past their expiry (one statement with the database store)."""
+    import_string(f"{settings.SESSION_ENGINE}.SessionStore").clear_expired()
+
+
 class Sweeps:
     """When this process last swept: at most once every `sweep_interval()` seconds."""
 
@@ -79,6 +86,7 @@ class Sweeps:
         try:
             remove_idle_members()
             remove_empty_rooms()
+            remove_expired_sessions()
         except Exception as error:  # the next sweep tries again; the request goes on
             logger.warning("Sweep not done: %s: %s", type(error).__name__, error)
 
