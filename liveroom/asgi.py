@@ -23,9 +23,9 @@ class OneThreadASGIHandler(ASGIHandler):
 
     Every middleware here is synchronous, and so are the pages' views. Django's own handler
     would go to a thread for the middleware, come back to the event loop after them, and go to
-    the thread again for the view: two more waits for a busy loop's turn on every request, and
-    about a millisecond of CPU (docs/performance.md). This one loads the middleware as a WSGI
-    handler would and runs Django's synchronous `get_response` in the request's thread; an
+    the thread again for the view: on every request, two more waits for a busy loop's turn and
+    the CPU of the switches (docs/performance.md, arrival). This one loads the middleware as a
+    WSGI handler would and runs Django's synchronous `get_response` in the request's thread; an
     async view (the probes) is run by Django from that thread. Django's version is pinned
     (requirements.txt); tests/test_asgi.py checks that a request makes no second hop.
     """
