@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -334,37 +335,30 @@ class Stores:
 stores = Stores()
 
 
-def room_presence(room_slug: str) -> RoomPresence:
-    """Who is online in the room; nobody if presence is off or its store does not answer."""
+def read_store[T](read: Callable[[Store], T], nothing: T) -> T:
+    """`read(store)` of the store views and snapshots read; `nothing` if presence is off or
+    the store does not answer (logged and counted)."""
     if not settings.LIVEROOM_PRESENCE:
-        return NO_PRESENCE
+        return nothing
     try:
-        return stores.for_reading().read(room_slug)
+        return read(stores.for_reading())
     except redis.RedisError as error:
         metrics.presence_errors.labels("read").inc()
         logger.warning("Presence unavailable: %s: %s", type(error).__name__, error)
-        return NO_PRESENCE
+        return nothing
+
+
+def room_presence(room_slug: str) -> RoomPresence:
+    """Who is online in the room; nobody if presence is off or its store does not answer."""
+    return read_store(lambda store: store.read(room_slug), NO_PRESENCE)
 
 
 def online_counts(room_slugs: list[str]) -> dict[str, int]:
-    if not settings.LIVEROOM_PRESENCE:
-        return {}
-    try:
-        return stores.for_reading().online_counts(room_slugs)
-    except redis.RedisError as error:
-        metrics.presence_errors.labels("read").inc()
-        logger.warning("Presence unavailable: %s: %s", type(error).__name__, error)
-        return {}
+    """Each room's number of members online; none if presence is off or out of reach."""
+    return read_store(lambda store: store.online_counts(room_slugs), {})
 
 
 def presence_sequences(room_slugs: list[str]) -> dict[str, int]:
     """Each room's presence sequence in the store now, read together (one MGET with Redis);
     none if presence is off or its store does not answer."""
-    if not settings.LIVEROOM_PRESENCE:
-        return {}
-    try:
-        return stores.for_reading().sequence_numbers(room_slugs)
-    except redis.RedisError as error:
-        metrics.presence_errors.labels("read").inc()
-        logger.warning("Presence unavailable: %s: %s", type(error).__name__, error)
-        return {}
+    return read_store(lambda store: store.sequence_numbers(room_slugs), {})
