@@ -1,6 +1,7 @@
 """Every benchmark at a small size, so none can rot. Figures are not judged here."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,12 @@ def test_the_arrival_benchmark_runs_against_liveroom_and_its_reference(tmp_path:
     assert (liveroom["server"], liveroom["arrived"], liveroom["failures"]) == ("liveroom", 20, 0)
     assert (bare["server"], bare["arrived"], bare["failures"]) == ("bare", 20, 0)
     assert "liveroom / bare: server CPU x" in output
+
+
+def test_the_request_cost_benchmark_times_each_request_of_an_arrival() -> None:
+    output = run_bench("bench.request_cost", "--people", "3")
+    steps = re.findall(r"^(\S+ \S+) +[0-9.]+ ms of CPU a request$", output, re.MULTILINE)
+    assert steps == ["GET /room/join/", "POST /room/join/", "GET /room/", "GET /healthz"]
 
 
 def test_the_shutdown_benchmark_runs() -> None:
