@@ -25,7 +25,7 @@ from tests.servers import server_environment
 
 async def request(application, method: str, path: str, cookies: dict, body: bytes = b"") -> dict:
     """One request as a browser with `cookies` sends it; the cookies it sets are kept."""
-    from channels.testing import HttpCommunicator
+    from channels.testing import HttpCommunicator  # once main() has set Django's settings
 
     headers = [(b"host", b"127.0.0.1")]
     if cookies:
