@@ -4,8 +4,8 @@ liveroom's daphne does. Not part of liveroom: it imports nothing from the app bu
 
 Socket commands: "inspect" (what is still kept of the handshake), "flood N SIZE" (N numbered
 frames of SIZE bytes written at once, then N more half a second later), "close CODE". Over HTTP,
-/slow answers after 2 s, /status says what the server's status extension says, and any other
-path answers "ready".
+/slow sends its head at once and the rest of its body 2 s later, /status says what the server's
+status extension says, and any other path answers "ready".
 """
 
 import asyncio
@@ -24,9 +24,13 @@ async def application(scope, receive, send) -> None:
         return
     if scope["type"] == "http":
         body = b"ready"  # what tests/servers.Daphne waits for
-        if scope["path"] == "/slow":
+        if scope["path"] == "/slow":  # its head at once, its body 2 s later
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"rea", "more_body": True})
             await asyncio.sleep(2)
-        elif scope["path"] == "/status":
+            await send({"type": "http.response.body", "body": b"dy"})
+            return
+        if scope["path"] == "/status":
             status = scope.get("extensions", {}).get(STATUS_EXTENSION)
             body = json.dumps({"draining": status.draining if status else None}).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})

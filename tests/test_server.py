@@ -177,15 +177,15 @@ def test_requests_see_the_server_draining_after_sigterm(probe: Daphne) -> None:
     before.request("GET", "/status")
     assert json.loads(before.getresponse().read()) == {"draining": False}
     slow = http.client.HTTPConnection("127.0.0.1", probe.port, timeout=5)
-    slow.request("GET", "/slow")  # in flight: the drain waits for it
-    time.sleep(0.2)
+    slow.request("GET", "/slow")
+    in_flight = slow.getresponse()  # its head is out: the drain must wait for the rest
     probe.process.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     before.request("GET", "/status")  # the kept-alive connection, while the drain lasts
     response = before.getresponse()
     assert json.loads(response.read()) == {"draining": True}
     assert response.getheader("Connection") == "close"
-    assert slow.getresponse().read() == b"ready"  # finished, not cut
+    assert in_flight.read() == b"ready"  # finished, not cut
     probe.process.wait(timeout=5)
     assert "Stopped" in probe.log()
 
