@@ -16,12 +16,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from liveroom.presence import stores
 from liveroom.rooms.fragments import member_lists
 from liveroom.rooms.idle import remove_idle_members
 from liveroom.rooms.models import Room
+from liveroom.rooms.sessions import session_engine
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def remove_empty_rooms() -> int:
 
 def remove_expired_sessions() -> None:
     """Delete the sessions past their expiry (one statement with the database store)."""
-    import_string(f"{settings.SESSION_ENGINE}.SessionStore").clear_expired()
+    session_engine().clear_expired()
 
 
 class Sweeps:

@@ -14,10 +14,10 @@ from django.contrib.sessions.models import Session
 from django.core.paginator import Page, Paginator
 from django.template.loader import render_to_string
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from liveroom.presence import PresenceChange, RoomPresence, online_counts, room_presence
 from liveroom.rooms.models import Member, Room
+from liveroom.rooms.sessions import session_engine
 
 ROOM_TEMPLATE = "room.html"
 
@@ -204,7 +204,7 @@ def live_sessions(session_keys: set[str]) -> set[str]:
     """The keys the session store still has, unexpired: one query with the database engine."""
     if not session_keys:
         return set()
-    engine = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    engine = session_engine()
     if issubclass(engine, db.SessionStore):  # what SessionStore.load() checks
         unexpired = Session.objects.filter(
             session_key__in=session_keys, expire_date__gt=timezone.now()

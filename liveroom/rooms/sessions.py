@@ -9,9 +9,17 @@ and skips a save that would write what create() has just written.
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.sessions.backends import db
-from django.contrib.sessions.backends.base import VALID_KEY_CHARS
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, SessionBase
 from django.utils.crypto import get_random_string
+from django.utils.module_loading import import_string
+
+
+def session_engine() -> type[SessionBase]:
+    """The SessionStore class of SESSION_ENGINE (this module's, unless a deployment names
+    another)."""
+    return import_string(f"{settings.SESSION_ENGINE}.SessionStore")
 
 
 class SessionStore(db.SessionStore):
