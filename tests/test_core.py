@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import re
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
@@ -18,6 +19,7 @@ from liveroom.live.close_codes import NOT_A_MEMBER
 from liveroom.live.core import live_core
 from liveroom.live.messages import room_group
 from liveroom.live.page import FORWARD, HANDLE, HOLD, RELEASE, SKIP, PageState
+from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.models import Member, Room
 from liveroom.rooms import fragments
 from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
@@ -282,20 +284,38 @@ async def test_pages_connecting_together_share_one_render_of_the_list(list_rende
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_pages_connecting_together_share_their_snapshot_reads(monkeypatch) -> None:
+    # A first page's read is held until thirteen more pages have asked, so they ask together.
+    asked: list[str] = []
+    all_asked = asyncio.Event()
+    ask = SnapshotReads.read
+
+    async def counted_ask(self, room_slug, session_key, **options):
+        asked.append(session_key)
+        if len(asked) == 14:
+            all_asked.set()
+        return await ask(self, room_slug, session_key, **options)
+
     reads: list[int] = []
+    first_read_may_go = threading.Event()
     snapshots = fragments.snapshots
-    monkeypatch.setattr(
-        fragments,
-        "snapshots",
-        lambda slug, wanted: reads.append(len(wanted)) or snapshots(slug, wanted),
-    )
-    clients = [await new_member(f"Guest {i}") for i in range(12)]
-    alice = clients[0]
-    sockets = await asyncio.gather(*(open_socket(client) for client in [*clients, alice]))
+
+    def held_snapshots(slug, wanted):
+        reads.append(len(wanted))
+        if len(reads) == 1:
+            assert first_read_may_go.wait(timeout=10)
+        return snapshots(slug, wanted)
+
+    monkeypatch.setattr(SnapshotReads, "read", counted_ask)
+    monkeypatch.setattr(fragments, "snapshots", held_snapshots)
+    clients = [await new_member(f"Guest {i}") for i in range(13)]
+    first, alice = clients[12], clients[0]
+    sockets = [await open_socket(first)]
+    sockets += await asyncio.gather(*(open_socket(client) for client in [*clients[:12], alice]))
+    await asyncio.wait_for(all_asked.wait(), timeout=5)
+    first_read_may_go.set()
     for socket in sockets:
-        assert "Guest 11" in await receive_snapshot(socket, within=5)
-    assert sum(reads) == 12  # Alice's two pages asked for one snapshot
-    assert len(reads) <= 4  # not one read per page
+        assert "Guest 12" in await receive_snapshot(socket, within=5)
+    assert reads == [1, 12]  # thirteen pages in one read; Alice's two pages share a snapshot
     for socket in sockets:
         await socket.disconnect()
 
