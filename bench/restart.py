@@ -1,20 +1,30 @@
 """Restart: a server with N open pages gets SIGTERM, and a replacement starts on its address.
 
-    python -m bench.restart                  # N = 2,000 pages, 3 runs
-    python -m bench.restart --pages 200 --runs 1
+    python -m bench.restart                  # N = 2,000 pages, 3 runs of each way to restart
+    python -m bench.restart --pages 200 --runs 1 --listener held
 
 Each page loads the room page and keeps its socket, reconnecting the way the htmx ws extension
 does: only after 1006, 1011, 1012 or 1013, with full-jitter backoff (a random wait up to 1 s,
 then up to 2 s, 4 s ... 64 s), to the same `ws-connect` URL. The server (`python -m
 liveroom.server`, DATABASE_URL and REDIS_URL from the environment, presence and heartbeats on)
-is sent SIGTERM; a replacement is started on the same port at once (the old one stops listening
-first). Prints how long the old process took to exit, the close codes the pages saw, and the time
-from SIGTERM until every page had its list again (its own part of a snapshot: the list itself
-only where the page was behind).
+is sent SIGTERM, and a replacement starts on the same address, in one of two ways:
+
+- `held`: the listening socket outlives the processes, as a systemd socket unit holds it (see
+  docs/operations.md): each server gets it with `--fd`, and the replacement starts once the old
+  process has exited, as `systemctl restart` does. Meanwhile the kernel queues the pages'
+  connections.
+- `bound`: each server binds the port itself; the replacement starts as soon as the old one has
+  let go of it, as a supervisor that retries does. Meanwhile the pages' connections are refused
+  and they back off again.
+
+Prints how long the old process took to exit, the close codes the pages saw, and the time from
+SIGTERM until every page had its list again (its own part of a snapshot: the list itself only
+where the page was behind).
 """
 
 import argparse
 import asyncio
+import itertools
 import random
 import re
 import signal
@@ -28,7 +38,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.fanout import members_joined, percentile, production_environment
-from tests.servers import Daphne
+from tests.servers import Daphne, held_listener
 
 RECONNECT_AFTER = {1006, 1011, 1012, 1013}
 OWN_PART = '<p id="connection"'  # a snapshot's own part opens with the indicator
@@ -105,8 +115,24 @@ def start_on(env: dict, log: Path, port: int) -> Daphne:
     raise RuntimeError(f"port {port} never came free")
 
 
-async def one_run(env: dict, work: Path, members: list, number: int) -> dict:
-    server = Daphne(env, work / f"server-{number}.log").start()
+async def one_run(env: dict, work: Path, members: list, name: str, held: bool) -> dict:
+    listener = held_listener() if held else None
+    servers: list[Daphne] = []  # stopped however the run ends
+    try:
+        return await restart_under_pages(env, work, members, name, listener, servers)
+    finally:
+        for server in servers:
+            server.stop()
+        if listener:
+            listener.close()
+
+
+async def restart_under_pages(
+    env: dict, work: Path, members: list, name: str, listener, servers: list[Daphne]
+) -> dict:
+    server = Daphne(env, work / f"server-{name}.log", listener=listener)
+    servers.append(server)
+    server.start()
     base = server.url
     pages = [Page(visitor, base) for visitor, _ in members]
     stop = asyncio.Event()
@@ -132,8 +158,15 @@ async def one_run(env: dict, work: Path, members: list, number: int) -> dict:
             return time.monotonic() - started
 
         exiting = asyncio.create_task(old_exit())
-        replacement = await asyncio.to_thread(start_on, env, work / f"server-{number}-next.log",
-                                              server.port)  # fmt: skip
+        next_log = work / f"server-{name}-next.log"
+        if listener:  # as systemctl restart: the next process once the old one is gone
+            await exiting
+            replacement = Daphne(env, next_log, listener=listener)
+            servers.append(replacement)
+            await asyncio.to_thread(replacement.start)
+        else:
+            replacement = await asyncio.to_thread(start_on, env, next_log, server.port)
+            servers.append(replacement)
         ready = time.monotonic() - started
         exited = await exiting
         deadline = time.monotonic() + 120
@@ -143,7 +176,6 @@ async def one_run(env: dict, work: Path, members: list, number: int) -> dict:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    replacement.stop()
     restored = [page.restored - started for page in pages if page.restored is not None]
     codes = sum((page.codes for page in pages), Counter())
     refusals = sum((page.refusals for page in pages), Counter())
@@ -160,15 +192,20 @@ async def one_run(env: dict, work: Path, members: list, number: int) -> dict:
     }
 
 
-async def run(pages: int, runs: int) -> list[dict]:
+LISTENERS = {"held": True, "bound": False}
+
+
+async def run(pages: int, runs: int, listeners: list[str]) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="liveroom-restart-"))
     env = production_environment(work)
     members = await members_joined(env, work, pages)
     results = []
-    for number in range(runs):
-        result = await one_run(env, work, members, number)
+    for number, listener in itertools.product(range(runs), listeners):
+        name = f"{number + 1}-{listener}"
+        result = await one_run(env, work, members, name, held=LISTENERS[listener])
         print(
-            f"run {number + 1}: old process exited {result['old_exit_s']} s after SIGTERM, "
+            f"run {number + 1}, {listener} socket: "
+            f"old process exited {result['old_exit_s']} s after SIGTERM, "
             f"the replacement answered /readyz after {result['replacement_ready_s']} s; "
             f"close codes {result['codes']} (failed handshakes: {result['refusals']}); "
             f"{result['restored']} of {result['pages']} pages had "
@@ -184,8 +221,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--listener",
+        choices=[*LISTENERS, "both"],
+        default="both",
+        help="how the replacement gets the address (both: alternately, held first)",
+    )
     args = parser.parse_args()
-    results = asyncio.run(run(args.pages, args.runs))
+    listeners = list(LISTENERS) if args.listener == "both" else [args.listener]
+    results = asyncio.run(run(args.pages, args.runs, listeners))
     if any(r["restored"] < r["pages"] or r["old_exit_s"] >= 5 for r in results):
         sys.exit("a page did not get its list back, or the old process took 5 s or more")
 

@@ -25,6 +25,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def held_listener(backlog: int = 4096) -> socket.socket:
+    """A listening socket on a free loopback port, held as systemd holds an activated socket:
+    each server started on it (`Daphne(..., listener=...)`) gets it with `--fd`, and between
+    one server and the next the kernel queues the connections that arrive."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(backlog)
+    return listener
+
+
 def fresh_postgres_url(database_url: str, name: str) -> str:
     """Create (or recreate) database `name` on the server of `database_url`; return its URL."""
     parts = urlsplit(database_url)
@@ -97,7 +108,7 @@ def compose_web_command(port: int) -> list[str]:
 
 class Daphne:
     """One server process of liveroom.asgi:application; by default `python -m liveroom.server`
-    on a free port."""
+    on a free port, or on `listener` (see held_listener) when given."""
 
     def __init__(
         self,
@@ -106,21 +117,28 @@ class Daphne:
         extra_args: tuple[str, ...] = (),
         command: list[str] | None = None,
         port: int | None = None,
+        listener: socket.socket | None = None,
     ):
         self.env = env
-        self.port = port or free_port()
+        self.port = listener.getsockname()[1] if listener else port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.command = command or [
-            sys.executable, *SERVER_COMMAND[1:], "-b", "127.0.0.1", "-p", str(self.port),
-            *extra_args,
-        ]  # fmt: skip
+        if listener:
+            address, self.inherited = ["--fd", str(listener.fileno())], (listener.fileno(),)
+        else:
+            address, self.inherited = ["-b", "127.0.0.1", "-p", str(self.port)], ()
+        self.command = command or [sys.executable, *SERVER_COMMAND[1:], *address, *extra_args]
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Daphne":
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                self.command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=self.inherited,
             )
         self.wait_until_ready()
         return self

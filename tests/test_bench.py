@@ -66,7 +66,9 @@ def test_the_shutdown_benchmark_runs() -> None:
 
 def test_the_restart_benchmark_runs() -> None:
     output = run_bench("bench.restart", "--pages", "20", "--runs", "1")
-    assert "20 of 20 pages had their list again" in output
+    assert output.count("20 of 20 pages had their list again") == 2, output
+    assert "held socket:" in output
+    assert "bound socket:" in output
 
 
 @pytest.mark.services

@@ -1,6 +1,7 @@
 """Hostile input, hostile pages and careless users: each gets a clear answer, nobody gets in."""
 
 import base64
+import configparser
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from ruamel.yaml import YAML
 from liveroom.asgi import application
 from liveroom.live.close_codes import POLICY_VIOLATION
 from liveroom.models import Member
+from liveroom.server.daphne import LISTEN_BACKLOG
 from tests.conftest import (
     join,
     new_member,
@@ -294,9 +296,24 @@ def test_every_start_command_is_the_projects_own_with_its_limits() -> None:
     compose_command = YAML(typ="safe").load((ROOT / "compose.yaml").read_text())["services"]["web"][
         "command"
     ]
-    for command in (docker_command, compose_command):
+    systemd = unit("liveroom.service")
+    systemd_command = systemd["Service"]["ExecStart"].split()
+    systemd_command[0] = "python"  # the virtualenv's
+    for command in (docker_command, compose_command, systemd_command):
         assert tuple(command[:3]) == SERVER_COMMAND
         assert "daphne" not in command
+    # systemd hands the socket of liveroom.socket to the server as file descriptor 3, with the
+    # listen queue the server gives itself when it binds.
+    assert systemd_command[3:] == ["--fd", "3"]
+    assert systemd["Unit"]["Requires"] == "liveroom.socket"
+    assert int(unit("liveroom.socket")["Socket"]["Backlog"]) == LISTEN_BACKLOG
+
+
+def unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # systemd's keys are case-sensitive
+    parser.read_string((ROOT / "deploy" / "systemd" / name).read_text())
+    return parser
 
 
 # --- Production settings -----------------------------------------------------------------

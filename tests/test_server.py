@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,12 @@ import websockets.sync.client
 from websockets.exceptions import ConnectionClosed
 
 from liveroom.server.daphne import LISTEN_BACKLOG, with_backlog
-from tests.servers import ROOT, Daphne, free_port
+from tests.servers import ROOT, Daphne, free_port, held_listener
 
 
-def probe_server(tmp_path: Path, **env: str) -> Daphne:
+def probe_server(tmp_path: Path, listener: socket.socket | None = None, **env: str) -> Daphne:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"} | env
-    server = Daphne(env, tmp_path / "probe.log")
+    server = Daphne(env, tmp_path / "probe.log", listener=listener)
     server.command = [*server.command, "tests.probe_app:application"]
     return server
 
@@ -129,6 +130,33 @@ def test_the_listen_queue_holds_a_crowd_of_reconnecting_pages(probe: Daphne) -> 
     assert with_backlog("fd:fileno=3") == "fd:fileno=3"  # an inherited socket: its own
 
 
+def test_requests_are_taken_on_a_bounded_number_at_a_time(tmp_path: Path) -> None:
+    server = probe_server(tmp_path, LIVEROOM_REQUESTS_AT_ONCE="2").start()
+    address = ("127.0.0.1", server.port)
+    try:
+        # Open sockets (handshakes answered) and connections still sending their headers take
+        # no place.
+        with connect(server), connect(server), socket.create_connection(address) as trickling:
+            trickling.sendall(b"GET / HTTP/1.1\r\n")
+            responses = []
+            for _ in "ab":  # one after the other: each is accepted on its own
+                connection = http.client.HTTPConnection(*address, timeout=1)
+                connection.request("GET", "/slow")
+                responses.append(connection.getresponse())  # its head, at once
+                connection.sock.settimeout(5)  # for the rest of the body, 2 s later
+            # Two requests under way: the next connection waits in the listen queue, and is
+            # served once they are done.
+            with socket.create_connection(address, timeout=1) as waiting:
+                waiting.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                with pytest.raises(TimeoutError):
+                    waiting.recv(1024)
+                assert [response.read() for response in responses] == [b"ready", b"ready"]
+                waiting.settimeout(5)
+                assert waiting.recv(1024).startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        server.stop()
+
+
 def test_a_header_line_over_16_kib_gets_431(probe: Daphne) -> None:
     cookie = b"Cookie: probe=" + b"x" * 16384 + b"\r\n"
     answer = raw_request(probe, b"GET / HTTP/1.1\r\nHost: localhost\r\n" + cookie + b"\r\n")
@@ -168,6 +196,32 @@ def test_sigterm_tells_every_socket_to_reconnect_and_exits(probe: Daphne) -> Non
     probe.process.wait(timeout=5)
     assert time.monotonic() - started < 5
     assert "Draining: 3 open sockets told to reconnect (1012)" in probe.log()
+
+
+def test_a_restart_on_a_held_socket_refuses_no_one(tmp_path: Path) -> None:
+    """As under a systemd socket unit: the socket outlives the server (`--fd`), so a page that
+    reconnects while no server runs waits in the listen queue for the replacement."""
+    listener = held_listener()
+    old = probe_server(tmp_path, listener).start()
+    try:
+        with connect(old) as page:
+            old.process.send_signal(signal.SIGTERM)
+            assert close_code(page) == 1012
+        old.process.wait(timeout=5)
+        with ThreadPoolExecutor() as pool:
+            reconnecting = pool.submit(connect, old)  # nothing runs: the kernel holds it
+            time.sleep(0.5)
+            assert not reconnecting.done()
+            new = probe_server(tmp_path, listener).start()
+            try:
+                with reconnecting.result(timeout=10) as page:
+                    page.send("close 1000")
+                    assert close_code(page) == 1000
+            finally:
+                new.stop()
+    finally:
+        old.stop()
+        listener.close()
 
 
 def test_requests_see_the_server_draining_after_sigterm(probe: Daphne) -> None:

@@ -17,10 +17,14 @@ From the environment:
   Prometheus metrics on a port of their own, never on the site's; unset, there is none.
 - LIVEROOM_HEADER_SECONDS (10): a request's line and headers must arrive within this many
   seconds of their first byte (408 otherwise).
+- LIVEROOM_REQUESTS_AT_ONCE (100; 0: no bound): requests, sockets' handshakes among them, the
+  process works on at once; at this many it accepts no new connection until some are answered
+  (the listen queue holds them meanwhile).
 - LIVEROOM_SOCKET_BACKLOG_BYTES (1 MiB; 0: no bound): a socket with more unsent bytes waiting in
   the process is dropped. Keep it above the largest member list (about 160 bytes a member).
 """
 
+import logging
 import os
 import re
 import sys
@@ -29,6 +33,7 @@ from liveroom.server.daphne import LiveroomCommandLine
 
 APPLICATION = "liveroom.asgi:application"
 DEFAULT_BACKLOG = 1024 * 1024
+DEFAULT_REQUESTS_AT_ONCE = 100
 IMPORT_PATH = re.compile(r"^[\w.]+:[\w.]+$")  # module:attribute, as daphne takes it
 LIMITS = (
     "--websocket-max-message-size", "4194304",
@@ -63,8 +68,22 @@ def main(argv: list[str]) -> None:
         max_backlog=whole_number("LIVEROOM_SOCKET_BACKLOG_BYTES", DEFAULT_BACKLOG),
         refuse_client_messages=argv[-1] == APPLICATION,
         header_seconds=float(whole_number("LIVEROOM_HEADER_SECONDS", 10)),
+        requests_at_once=whole_number("LIVEROOM_REQUESTS_AT_ONCE", DEFAULT_REQUESTS_AT_ONCE),
     )
     command_line.run([*LIMITS, *argv])
+    leave_without_teardown()
+
+
+def leave_without_teardown() -> None:
+    """The server has stopped (daphne returns once it has): its pages were told 1012, its
+    requests finished, its log says "Stopped". Tearing the interpreter down would free every
+    object the last pages left, one by one, about a second after 2,000 pages, and a restart
+    (`systemctl restart`, a container's replacement) waits for this process to be gone. The
+    kernel takes its memory and closes its connections at once."""
+    logging.shutdown()  # flushes every handler
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ the stock behaviour), since these read library attributes that are not an API:
   without a word, and gives a request's headers no deadline (a byte a second keeps it open). The
   HTTP channel here answers 431 to a header line too long, and 408 to headers that take longer
   than HEADER_SECONDS to arrive.
+- Requests taken on a bounded number at a time (Admission). A crowd accepted all at once (a
+  restart under thousands of pages) would fill each turn of the event loop with thousands of
+  handshakes, and every other call on the loop (a reply from Redis awaited with a timeout)
+  would wait behind them all.
 - No handshake kept. An upgraded connection's HTTP channel and request stayed registered as the
   socket's producer for the socket's life, and autobahn and daphne each keep the request's
   headers. The producer goes at the upgrade; the headers when the application has read what it
@@ -173,12 +177,50 @@ def write_at_once(transport: tcp.Connection, data: bytes) -> bool:
     return False
 
 
+class Admission:
+    """The requests a server works on at once, a socket's handshake among them: each from the
+    end of its headers until its response is out (HTTP) or its application has accepted or
+    refused the socket. At `most` the listening ports stop accepting, and the kernel's listen
+    queue holds the connections that come meanwhile; below `most` again they accept once more.
+    Connections still sending their headers, or idle between requests, hold no place (headers
+    have their own deadline); connections accepted before a pause still bring their requests,
+    so a burst may pass `most` by what was accepted with it."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most  # 0: no bound
+        self.busy: set[Any] = set()  # the transports of the connections with a request under way
+        self.ports: list[Any] = []
+        self.paused = False
+        self.closed = False  # the ports stopped listening for good
+
+    def begin(self, transport: Any) -> None:
+        self.busy.add(transport)
+        if self.most and not self.paused and len(self.busy) >= self.most:
+            self.paused = True
+            for port in self.ports:
+                port.stopReading()
+
+    def end(self, transport: Any) -> None:
+        self.busy.discard(transport)
+        if self.paused and len(self.busy) < self.most:
+            self.paused = False
+            if not self.closed:
+                for port in self.ports:
+                    port.startReading()
+
+    def close(self) -> None:
+        """The ports are about to stop listening: never resume them."""
+        self.closed = True
+
+
 class LiveroomHTTPChannel(http.HTTPChannel):
-    """Twisted's HTTP channel, with an answer for headers too long or too slow."""
+    """Twisted's HTTP channel, with an answer for headers too long or too slow, and its
+    requests counted by the server's Admission."""
 
     awaiting_headers = True  # the next bytes start a request
     header_deadline: Any = None  # an IDelayedCall (zope interfaces type badly)
     header_seconds = HEADER_SECONDS
+    admission: Admission | None = None
 
     def dataReceived(self, data: bytes) -> None:
         if self.awaiting_headers and self.header_deadline is None:
@@ -188,14 +230,20 @@ class LiveroomHTTPChannel(http.HTTPChannel):
     def allHeadersReceived(self) -> None:
         self.awaiting_headers = False
         self.cancel_deadline()
+        if self.admission is not None:
+            self.admission.begin(self.transport)
         super().allHeadersReceived()
 
     def requestDone(self, request) -> None:
         super().requestDone(request)
         self.awaiting_headers = True  # a kept-alive connection's next request
+        if self.admission is not None:
+            self.admission.end(self.transport)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.cancel_deadline()
+        if self.admission is not None:
+            self.admission.end(self.transport)
         super().connectionLost(reason)
 
     def cancel_deadline(self) -> None:
@@ -219,13 +267,24 @@ class LiveroomHTTPChannel(http.HTTPChannel):
         self.loseConnection()
 
 
-def http_channel(header_seconds: float) -> _GenericHTTPChannelProtocol:
+def http_channel(header_seconds: float, admission: Admission) -> _GenericHTTPChannelProtocol:
     channel = LiveroomHTTPChannel()
     channel.header_seconds = header_seconds
+    channel.admission = admission
     return _GenericHTTPChannelProtocol(channel)
 
 
 class LiveroomWebSocketProtocol(WebSocketProtocol):
+    # An upgraded connection's request counts in the server's Admission until its handshake is
+    # answered.
+    def onOpen(self) -> None:
+        self.server.admission.end(self.transport)
+        super().onOpen()
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.server.admission.end(self.transport)
+        super().onClose(wasClean, code, reason)
+
     def onMessageFrameEnd(self) -> None:
         # A server whose application's clients never send closes the socket at the end of the
         # first frame of a message, fragments included (the application would see only whole
@@ -260,6 +319,7 @@ class LiveroomServer(Server):
         max_backlog: int = 0,
         refuse_client_messages: bool = False,
         header_seconds: float = HEADER_SECONDS,
+        requests_at_once: int = 0,
         **kwargs,
     ) -> None:
         if kwargs.get("endpoints"):  # daphne's command line passes them by name
@@ -271,6 +331,8 @@ class LiveroomServer(Server):
         self.refuse_client_messages = refuse_client_messages
         self.header_seconds = header_seconds
         self.ports: list = []
+        self.admission = Admission(requests_at_once)
+        self.admission.ports = self.ports
         self.status = ServerStatus()
         self.stopping = False  # taking no new requests at all
 
@@ -313,7 +375,7 @@ class LiveroomServer(Server):
         # Server.run() makes the factory; on tested versions its connections use the channel
         # above (Twisted's wrapper of a channel is not an API).
         if self.raw_sockets:
-            factory.protocol = partial(http_channel, self.header_seconds)
+            factory.protocol = partial(http_channel, self.header_seconds, self.admission)
         self._http_factory = factory
 
     @property
@@ -358,6 +420,7 @@ class LiveroomServer(Server):
 
     def drain_and_stop(self) -> defer.Deferred:
         self.status.draining = True
+        self.admission.close()
         for port in self.ports:
             port.stopListening()
         for protocol in self.connections:
@@ -421,6 +484,6 @@ def close_after_response(request) -> None:
 class LiveroomCommandLine(CommandLineInterface):
     def __init__(self, **server_options) -> None:
         """`server_options`: LiveroomServer's own (metrics_address, max_backlog,
-        refuse_client_messages)."""
+        refuse_client_messages, header_seconds, requests_at_once)."""
         super().__init__()
         self.server_class = partial(LiveroomServer, **server_options)
