@@ -5,6 +5,7 @@ a bare ASGI app that reports on its own socket, started the way liveroom is."""
 import http.client
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -131,7 +132,12 @@ def test_the_listen_queue_holds_a_crowd_of_reconnecting_pages(probe: Daphne) -> 
 
 
 def test_requests_are_taken_on_a_bounded_number_at_a_time(tmp_path: Path) -> None:
-    server = probe_server(tmp_path, LIVEROOM_REQUESTS_AT_ONCE="2").start()
+    metrics_port = free_port()
+    server = probe_server(
+        tmp_path,
+        LIVEROOM_REQUESTS_AT_ONCE="2",
+        LIVEROOM_METRICS_ADDRESS=f"127.0.0.1:{metrics_port}",
+    ).start()
     address = ("127.0.0.1", server.port)
     try:
         # Open sockets (handshakes answered) and connections still sending their headers take
@@ -153,6 +159,10 @@ def test_requests_are_taken_on_a_bounded_number_at_a_time(tmp_path: Path) -> Non
                 assert [response.read() for response in responses] == [b"ready", b"ready"]
                 waiting.settimeout(5)
                 assert waiting.recv(1024).startswith(b"HTTP/1.1 200 OK\r\n")
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        figures = dict(re.findall(r"^(liveroom_server_\w+) (\S+)$", metrics.read().decode(), re.M))
+        assert float(figures["liveroom_server_accept_pauses_total"]) >= 1  # once, at least
+        assert figures["liveroom_server_requests_under_way"] == "0.0"
     finally:
         server.stop()
 

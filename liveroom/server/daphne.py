@@ -58,6 +58,7 @@ from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory
 from daphne.server import Server  # first: it installs Twisted's asyncio reactor
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from prometheus_client import Counter, Gauge
 from prometheus_client.twisted import MetricsResource
 from twisted.internet import defer, reactor, task, tcp
 from twisted.internet.endpoints import serverFromString
@@ -177,6 +178,18 @@ def write_at_once(transport: tcp.Connection, data: bytes) -> bool:
     return False
 
 
+requests_under_way = Gauge(
+    "liveroom_server_requests_under_way",
+    "Requests this process is working on, sockets' handshakes among them "
+    "(LIVEROOM_REQUESTS_AT_ONCE bounds them)",
+)
+accept_pauses = Counter(
+    "liveroom_server_accept_pauses_total",
+    "Times this process stopped accepting connections with LIVEROOM_REQUESTS_AT_ONCE requests "
+    "under way",
+)
+
+
 class Admission:
     """The requests a server works on at once, a socket's handshake among them: each from the
     end of its headers until its response is out (HTTP) or its application has accepted or
@@ -195,13 +208,16 @@ class Admission:
 
     def begin(self, transport: Any) -> None:
         self.busy.add(transport)
+        requests_under_way.set(len(self.busy))
         if self.most and not self.paused and len(self.busy) >= self.most:
             self.paused = True
+            accept_pauses.inc()
             for port in self.ports:
                 port.stopReading()
 
     def end(self, transport: Any) -> None:
         self.busy.discard(transport)
+        requests_under_way.set(len(self.busy))
         if self.paused and len(self.busy) < self.most:
             self.paused = False
             if not self.closed:
