@@ -51,6 +51,18 @@ live_task_restarts = Counter(
     ["task"],
 )
 
+# The server's own (liveroom/server/daphne.py).
+requests_under_way = Gauge(
+    "liveroom_server_requests_under_way",
+    "Requests this process is working on, sockets' handshakes among them "
+    "(LIVEROOM_REQUESTS_AT_ONCE bounds them)",
+)
+accept_pauses = Counter(
+    "liveroom_server_accept_pauses_total",
+    "Times this process stopped accepting connections with LIVEROOM_REQUESTS_AT_ONCE requests "
+    "under way",
+)
+
 
 # Known label values start at 0, so a dashboard has a series before the first event.
 for kind in ("room", "rooms"):

@@ -42,7 +42,8 @@ the stock behaviour), since these read library attributes that are not an API:
   headers. The producer goes at the upgrade; the headers when the application has read what it
   needs (RawSocket.forget_handshake).
 
-This module imports nothing from the application: it serves any ASGI application.
+This module imports nothing from the application but the metrics' definitions: it serves any
+ASGI application.
 """
 
 import contextlib
@@ -58,7 +59,6 @@ from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory
 from daphne.server import Server  # first: it installs Twisted's asyncio reactor
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
-from prometheus_client import Counter, Gauge
 from prometheus_client.twisted import MetricsResource
 from twisted.internet import defer, reactor, task, tcp
 from twisted.internet.endpoints import serverFromString
@@ -67,6 +67,8 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.server import Site
+
+from liveroom import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -178,18 +180,6 @@ def write_at_once(transport: tcp.Connection, data: bytes) -> bool:
     return False
 
 
-requests_under_way = Gauge(
-    "liveroom_server_requests_under_way",
-    "Requests this process is working on, sockets' handshakes among them "
-    "(LIVEROOM_REQUESTS_AT_ONCE bounds them)",
-)
-accept_pauses = Counter(
-    "liveroom_server_accept_pauses_total",
-    "Times this process stopped accepting connections with LIVEROOM_REQUESTS_AT_ONCE requests "
-    "under way",
-)
-
-
 class Admission:
     """The requests a server works on at once, a socket's handshake among them: each from the
     end of its headers until its response is out (HTTP) or its application has accepted or
@@ -199,25 +189,25 @@ class Admission:
     have their own deadline); connections accepted before a pause still bring their requests,
     so a burst may pass `most` by what was accepted with it."""
 
-    def __init__(self, most: int) -> None:
+    def __init__(self, most: int, ports: list[Any]) -> None:
         self.most = most  # 0: no bound
+        self.ports = ports  # the server's listening ports, as they come
         self.busy: set[Any] = set()  # the transports of the connections with a request under way
-        self.ports: list[Any] = []
         self.paused = False
         self.closed = False  # the ports stopped listening for good
 
     def begin(self, transport: Any) -> None:
         self.busy.add(transport)
-        requests_under_way.set(len(self.busy))
+        metrics.requests_under_way.set(len(self.busy))
         if self.most and not self.paused and len(self.busy) >= self.most:
             self.paused = True
-            accept_pauses.inc()
+            metrics.accept_pauses.inc()
             for port in self.ports:
                 port.stopReading()
 
     def end(self, transport: Any) -> None:
         self.busy.discard(transport)
-        requests_under_way.set(len(self.busy))
+        metrics.requests_under_way.set(len(self.busy))
         if self.paused and len(self.busy) < self.most:
             self.paused = False
             if not self.closed:
@@ -347,8 +337,7 @@ class LiveroomServer(Server):
         self.refuse_client_messages = refuse_client_messages
         self.header_seconds = header_seconds
         self.ports: list = []
-        self.admission = Admission(requests_at_once)
-        self.admission.ports = self.ports
+        self.admission = Admission(requests_at_once, self.ports)
         self.status = ServerStatus()
         self.stopping = False  # taking no new requests at all
 
