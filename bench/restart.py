@@ -28,6 +28,7 @@ import itertools
 import random
 import re
 import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -128,7 +129,12 @@ async def one_run(env: dict, work: Path, members: list, name: str, held: bool) -
 
 
 async def restart_under_pages(
-    env: dict, work: Path, members: list, name: str, listener, servers: list[Daphne]
+    env: dict,
+    work: Path,
+    members: list,
+    name: str,
+    listener: socket.socket | None,
+    servers: list[Daphne],
 ) -> dict:
     server = Daphne(env, work / f"server-{name}.log", listener=listener)
     servers.append(server)

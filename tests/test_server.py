@@ -40,11 +40,11 @@ def probe(tmp_path: Path):
     server.stop()
 
 
-def connect(server: Daphne, cookie: str = "probe=none", **options):
+def connect(server: Daphne, cookie: str = "probe=none", open_timeout: float = 5, **options):
     return websockets.sync.client.connect(
         f"ws://127.0.0.1:{server.port}/",
         additional_headers={"Cookie": cookie},
-        open_timeout=5,
+        open_timeout=open_timeout,
         **options,
     )
 
@@ -219,12 +219,13 @@ def test_a_restart_on_a_held_socket_refuses_no_one(tmp_path: Path) -> None:
             assert close_code(page) == 1012
         old.process.wait(timeout=5)
         with ThreadPoolExecutor() as pool:
-            reconnecting = pool.submit(connect, old)  # nothing runs: the kernel holds it
+            # Nothing runs: the kernel holds it (as long as the next server takes to start).
+            reconnecting = pool.submit(connect, old, open_timeout=30)
             time.sleep(0.5)
             assert not reconnecting.done()
             new = probe_server(tmp_path, listener).start()
             try:
-                with reconnecting.result(timeout=10) as page:
+                with reconnecting.result(timeout=30) as page:
                     page.send("close 1000")
                     assert close_code(page) == 1000
             finally:
