@@ -219,6 +219,8 @@ if LIVEROOM_EMPTY_ROOM_SECONDS < 0:
     raise ImproperlyConfigured("LIVEROOM_EMPTY_ROOM_SECONDS must be 0 or more.")
 # Rooms on each page of /rooms/ (busiest first; the first page is the live one).
 LIVEROOM_ROOMS_PAGE_SIZE = env_number("LIVEROOM_ROOMS_PAGE_SIZE", 50)
+# Seconds between two renders of the live /rooms/ list by one process, however many changes.
+LIVEROOM_ROOMS_REFRESH_SECONDS = env_number("LIVEROOM_ROOMS_REFRESH_SECONDS", 1.0)
 # Seconds /readyz gives the database and Redis to answer before it says 503.
 LIVEROOM_READY_TIMEOUT = env_number("LIVEROOM_READY_TIMEOUT", 1.0)
 # Seconds between each process's checks that its pages are up to date and Redis is the same.
@@ -233,7 +235,11 @@ LIVEROOM_PRESENCE_GRACE_SECONDS = env_number("LIVEROOM_PRESENCE_GRACE_SECONDS", 
 LIVEROOM_PRESENCE_EXPIRY_SECONDS = env_number("LIVEROOM_PRESENCE_EXPIRY_SECONDS", 60.0)
 # Members away for longer than this many seconds are removed as if they had left; 0 is off.
 LIVEROOM_IDLE_REMOVAL_SECONDS = env_number("LIVEROOM_IDLE_REMOVAL_SECONDS", 0.0)
-for name in ("LIVEROOM_PRESENCE_GRACE_SECONDS", "LIVEROOM_IDLE_REMOVAL_SECONDS"):
+for name in (
+    "LIVEROOM_PRESENCE_GRACE_SECONDS",
+    "LIVEROOM_IDLE_REMOVAL_SECONDS",
+    "LIVEROOM_ROOMS_REFRESH_SECONDS",
+):
     if globals()[name] < 0:
         raise ImproperlyConfigured(f"{name} must be 0 or more, got {globals()[name]}.")
 if LIVEROOM_IDLE_REMOVAL_SECONDS and not LIVEROOM_PRESENCE:

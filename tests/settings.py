@@ -17,3 +17,7 @@ LIVEROOM_HEARTBEAT_SECONDS = 0
 # Presence sends every page a message when a member's first page opens; tests that read a
 # socket's next message exactly turn it off, the presence tests turn it on.
 LIVEROOM_PRESENCE = False
+
+# Outside a server each join waits for its /rooms/ refresh (liveroom/live/after_response.py):
+# no interval between them here. tests/test_rooms.py times the interval with its own refresher.
+LIVEROOM_ROOMS_REFRESH_SECONDS = 0

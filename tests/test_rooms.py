@@ -3,10 +3,11 @@
 import asyncio
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.models import Session
 from django.test import Client
@@ -193,6 +194,22 @@ async def test_the_rooms_list_is_refreshed_at_most_once_an_interval() -> None:
     # Renders run in a thread: each is timed a thread hop after its turn began (a few ms).
     assert rendered_at[1] - rendered_at[0] >= 0.5 - 0.01
     assert [message["html"] for (_, message) in sent] == ["list 1", "list 2"]  # the last state
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_server_each_change_refreshes_the_rooms_list_at_once() -> None:
+    # A management command or the test client: each send in an event loop of its own, so
+    # nothing shares the refresh and there is no interval to wait out after the last one.
+    renders, sent = [], []
+    refresh = RoomListRefresh(
+        render=lambda: renders.append(1) or f"list {len(renders)}",
+        send=lambda *message, **_: record(sent, message),
+        interval=60,
+    )
+    with ThreadPoolExecutor(1) as thread:  # as such a command runs them: one after the other
+        for _ in range(3):
+            thread.submit(async_to_sync(refresh.refresh)).result(timeout=10)
+    assert [message["html"] for (_, message) in sent] == ["list 1", "list 2", "list 3"]
 
 
 @pytest.mark.django_db

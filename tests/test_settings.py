@@ -47,6 +47,12 @@ def test_a_malformed_number_is_a_clear_error() -> None:
     assert "LIVEROOM_WATCH_INTERVAL must be a number, got 'soon'" in result.stderr
 
 
+def test_a_negative_interval_is_a_clear_error() -> None:
+    result = load_settings(DEBUG="1", LIVEROOM_ROOMS_REFRESH_SECONDS="-1")
+    assert result.returncode != 0
+    assert "LIVEROOM_ROOMS_REFRESH_SECONDS must be 0 or more, got -1.0." in result.stderr
+
+
 def test_a_process_needs_at_least_one_reader_thread_and_one_cached_room() -> None:
     for name in ("LIVEROOM_READ_THREADS", "LIVEROOM_CACHED_ROOMS"):
         result = load_settings(DEBUG="1", **{name: "0"})

@@ -90,7 +90,7 @@ class LiveCore:
             settings.LIVEROOM_SOCKETS_PER_MEMBER, settings.LIVEROOM_SOCKETS_PER_ADDRESS
         )
         self.tracker: Tracker | None = None
-        self.room_list = publish.RoomListRefresh()
+        self.room_list = publish.RoomListRefresh(interval=settings.LIVEROOM_ROOMS_REFRESH_SECONDS)
         self.tasks: dict[str, asyncio.Task] = {}  # supervised, by name
         self.restarts: Counter[str] = Counter()
         self.failed_deliveries = 0

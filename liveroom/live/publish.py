@@ -51,7 +51,12 @@ class RoomListRefresh:
     join wait for a query and a template, and a burst of a thousand joins would render it a
     thousand times. Changes share one refresh per process instead: one runs at a time, at most
     one every `interval` seconds, and a change that lands while it reads the database (or waits
-    its turn) has it read once more."""
+    its turn) has it read once more.
+
+    The interval is kept per event loop: a server has one. Outside a server (a management
+    command, Django's test client) each send runs at once in an event loop of its own, with no
+    other change to share a refresh with, and renders at once instead of waiting out the
+    interval after the previous one."""
 
     def __init__(
         self,
@@ -64,17 +69,21 @@ class RoomListRefresh:
         self.interval = interval
         self.stale = False
         self.running: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop of the last render
         self.last_render = -interval
 
     async def refresh(self) -> None:
         """Send the /rooms/ pages the list as it is after this call."""
         self.stale = True
-        if self.running is None or self.running.done():
-            self.running = asyncio.get_running_loop().create_task(self.refresh_while_stale())
+        loop = asyncio.get_running_loop()
+        if self.running is None or self.running.done() or self.running.get_loop() is not loop:
+            self.running = loop.create_task(self.refresh_while_stale())
         await asyncio.shield(self.running)
 
     async def refresh_while_stale(self) -> None:
         loop = asyncio.get_running_loop()
+        if loop is not self.loop:
+            self.loop, self.last_render = loop, -self.interval
         while self.stale:
             await asyncio.sleep(max(0.0, self.last_render + self.interval - loop.time()))
             self.last_render = loop.time()
