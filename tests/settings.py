@@ -18,6 +18,7 @@ LIVEROOM_HEARTBEAT_SECONDS = 0
 # socket's next message exactly turn it off, the presence tests turn it on.
 LIVEROOM_PRESENCE = False
 
-# Outside a server each join waits for its /rooms/ refresh (liveroom/live/after_response.py):
-# no interval between them here. tests/test_rooms.py times the interval with its own refresher.
+# Joins from async tests send on the test's event loop, where each would wait out the /rooms/
+# refresh interval after the one before; none here. tests/test_rooms.py times the interval with
+# refreshers of its own.
 LIVEROOM_ROOMS_REFRESH_SECONDS = 0

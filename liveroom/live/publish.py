@@ -68,22 +68,22 @@ class RoomListRefresh:
         self.send = send
         self.interval = interval
         self.stale = False
-        self.running: asyncio.Task | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None  # the loop of the last render
+        self.running: asyncio.Task | None = None  # the last refresh, in its event loop
         self.last_render = -interval
 
     async def refresh(self) -> None:
         """Send the /rooms/ pages the list as it is after this call."""
         self.stale = True
         loop = asyncio.get_running_loop()
-        if self.running is None or self.running.done() or self.running.get_loop() is not loop:
+        other_loop = self.running is not None and self.running.get_loop() is not loop
+        if other_loop:
+            self.last_render = -self.interval  # nothing rendered in this loop yet
+        if self.running is None or self.running.done() or other_loop:
             self.running = loop.create_task(self.refresh_while_stale())
         await asyncio.shield(self.running)
 
     async def refresh_while_stale(self) -> None:
         loop = asyncio.get_running_loop()
-        if loop is not self.loop:
-            self.loop, self.last_render = loop, -self.interval
         while self.stale:
             await asyncio.sleep(max(0.0, self.last_render + self.interval - loop.time()))
             self.last_render = loop.time()
