@@ -18,7 +18,7 @@ from django.http.cookie import parse_cookie
 from liveroom import metrics
 from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from liveroom.live.core import live_core
-from liveroom.live.messages import ROOMS_GROUP, Message, room_group
+from liveroom.live.messages import CHANGE_EVENT, CLOSED_EVENT, ROOMS_GROUP, Message, room_group
 from liveroom.live.page import FORWARD, Decision, PageState
 from liveroom.live.sockets import AsgiSocket, socket_for, text_frame
 from liveroom.rooms import fragments
@@ -53,6 +53,7 @@ class LivePage(AsyncWebsocketConsumer):
     group_name: str
     room_slug: str | None = None
     opened = False  # registered with the LiveCore
+    closing = False
     admitted: list[tuple[str, str]] = []  # counted against these socket limits
 
     async def websocket_connect(self, message: dict) -> None:
@@ -90,6 +91,9 @@ class LivePage(AsyncWebsocketConsumer):
         self.socket.send(text_frame(html))
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self.closing:
+            return  # told twice (a moderator's message and the watch, say): closed once
+        self.closing = True
         metrics.sockets_closed.labels(str(code)).inc()
         if isinstance(self.socket, AsgiSocket):
             await self.socket.drain()  # what was written goes out before the close
@@ -159,21 +163,30 @@ class RoomConsumer(LivePage):
 
     async def handle(self, message: Message) -> None:
         """What triage decided to HANDLE and the LiveCore leaves to each page: its own member
-        left from another tab. (A rename goes through LiveCore.refresh_own, a late presence
-        message through LiveCore.send_presence_now.)"""
-        if message["type"] == "room.change" and message["left"]:
-            assert self.room_slug is not None
-            self.write(fragments.render_left_notice(self.room_slug))
+        left from another tab or was removed by a moderator, or the room was closed. (A rename
+        goes through LiveCore.refresh_own, a late presence message through
+        LiveCore.send_presence_now.)"""
+        if message["type"] == CLOSED_EVENT:
+            self.write(message["html"])
             await self.close(code=NOT_A_MEMBER)
+        elif message["type"] == CHANGE_EVENT and message["left"]:
+            await self.close_with_notice("removed" if message.get("removed") else "left")
 
-    async def send_snapshot(self, *, first: bool = False) -> None:
+    async def close_with_notice(self, notice: str) -> None:
+        """Tell the page why it is no longer in the room (fragments.NOTICES), and close it."""
+        assert self.room_slug is not None
+        self.write(fragments.render_notice(self.room_slug, notice))
+        await self.close(code=NOT_A_MEMBER)
+
+    async def send_snapshot(self, *, first: bool = False, rewind: bool = False) -> None:
         """The whole list (framed once for every page of the room at this version), then this
         page's own part. The first one also checks that the session is still live; a page
-        whose load rendered this very list gets only its own part."""
+        whose load rendered this very list gets only its own part. With `rewind`, the snapshot
+        is shown even if it is older than the page (the database went back)."""
         snapshot = await self.read_snapshot(check_session=first)
         if snapshot is not None:
             current = (snapshot.version, snapshot.presence_sequence) == self.page_shows
-            self.show(snapshot, whole=not (first and current))
+            self.show(snapshot, whole=rewind or not (first and current), rewind=rewind)
 
     async def read_snapshot(self, *, check_session: bool = False) -> fragments.Snapshot | None:
         """The room as this page's member sees it now; None (and the page closed) if the
@@ -185,7 +198,10 @@ class RoomConsumer(LivePage):
             await self.close(code=TRY_AGAIN_LATER)
             return None
         if snapshot is None:
-            await self.close(code=NOT_A_MEMBER)
+            if self.state.member_id is None:  # never had a list: refused, nothing to tell
+                await self.close(code=NOT_A_MEMBER)
+            else:  # the membership went while the page was open, outside the app's writes
+                await self.close_with_notice("gone")
         return snapshot
 
     def show_own_change(self, snapshot: fragments.Snapshot) -> None:
@@ -199,13 +215,14 @@ class RoomConsumer(LivePage):
         )
         self.show(snapshot, whole=not only_own)
 
-    def show(self, snapshot: fragments.Snapshot, *, whole: bool) -> None:
+    def show(self, snapshot: fragments.Snapshot, *, whole: bool, rewind: bool = False) -> None:
         """Send `snapshot`: the list (framed once for every page of the room at this version)
         if `whole`, then this page's own part."""
         if not self.state.shown(
             member_id=snapshot.member_id,
             version=snapshot.version,
             presence_sequence=snapshot.presence_sequence,
+            rewind=rewind,
         ):
             return  # read before a change this page has already shown
         assert self.room_slug is not None
@@ -252,8 +269,11 @@ class RoomsConsumer(LivePage):
     async def handle(self, message: Message) -> None:
         self.write(message["html"])
 
-    async def send_snapshot(self) -> None:
+    async def send_snapshot(self, *, rewind: bool = False) -> None:
         """The list is whole in every message: nothing to catch up."""
+
+    async def close_with_notice(self, notice: str) -> None:
+        await self.close(code=NOT_A_MEMBER)  # /rooms/ pages are in no room
 
 
 class UnknownPath(AsyncWebsocketConsumer):

@@ -5,8 +5,8 @@
 - The subscription: one channel-layer channel, in the group of every room with pages here, and
   one task that hands each message to the group's pages in one pass: framed once, written to
   each socket. A page that needs more than a forward is handled in a task of its own.
-- The watch: every LIVEROOM_WATCH_INTERVAL seconds, pages behind the database get a fresh
-  snapshot, Redis is checked (pages are asked to reconnect when it went away or was replaced),
+- The watch: every LIVEROOM_WATCH_INTERVAL seconds, pages whose version differs from the
+  database's get a fresh snapshot (pages of a room that is gone are told and closed), Redis is checked (pages are asked to reconnect when it went away or was replaced),
   group memberships are renewed before any layer can expire them, and heartbeats go out.
 - Presence counting (a Tracker) and what it reports: rendered per room and published.
 - The sweeps that remove idle members and empty rooms, on a timer (liveroom/rooms/cleanup.py).
@@ -328,7 +328,6 @@ class LiveCore:
         """Runs while this process has room pages; the next page starts it again."""
         interval = settings.LIVEROOM_WATCH_INTERVAL
         redis = RedisCheck(settings.REDIS_URL, timeout=interval) if settings.REDIS_URL else None
-        due_versions: dict[str, int] = {}
         # The store's presence sequences of the last PRESENCE_HEAL_SECONDS, a dict a tick.
         presence_seen: deque[dict[str, int]] = deque(
             maxlen=max(2, round(PRESENCE_HEAL_SECONDS / interval))
@@ -340,7 +339,7 @@ class LiveCore:
                 if redis is not None and (code := await redis.close_code(len(pages))):
                     await self.close_pages(code)
                 else:
-                    due_versions = await self.resync_pages_behind(pages, due_versions)
+                    await self.resync_pages(pages)
                     if settings.LIVEROOM_PRESENCE:
                         await self.heal_presence(pages, presence_seen)
                 await self.renew_subscriptions()
@@ -363,10 +362,12 @@ class LiveCore:
                 lambda: self.readers.run(cleanup.sweeps.now_and_then)
             )
 
-    async def resync_pages_behind(
-        self, pages: list[Page], due_versions: dict[str, int]
-    ) -> dict[str, int]:
-        """Snapshot pages behind the versions seen last time; return the versions seen now."""
+    async def resync_pages(self, pages: list[Page]) -> None:
+        """Bring every page to the database's version of its room, whoever wrote it: pages
+        ahead of it (the database went back, as a restore does) get a snapshot at once; pages
+        behind it get one if they are still behind GAP_SECONDS later (a change's own message
+        is usually a moment away); pages of a room that is gone are told and closed."""
+        shown = {page: page.version for page in pages}  # before the read: see below
         slugs = {page.room_slug for page in pages}
         try:
             versions = await database_sync_to_async(room_versions)(slugs)
@@ -377,17 +378,47 @@ class LiveCore:
                     type(error).__name__, error, extra={"event": "database_lost"},
                 )  # fmt: skip
             self.database_reachable = False
-            return due_versions
+            return
         if not self.database_reachable:
             logger.info("Database reachable again", extra={"event": "database_back"})
             self.database_reachable = True
-        behind = [
-            page for page in pages if page.version < due_versions.get(page.room_slug or "", 0)
-        ]
+        gone, ahead, behind = [], [], []
+        for page, version_shown in shown.items():
+            version = versions.get(page.room_slug or "")
+            if version is None:
+                gone.append(page)
+            # A page can only show a version the database had committed before the read began,
+            # so a page ahead of the read is ahead of the database.
+            elif version_shown > version:
+                ahead.append(page)
+            elif version_shown < version:
+                behind.append((page, version))
+        for page in gone:
+            self.spawn(page.close_with_notice("closed"))
+        if ahead:
+            logger.warning(
+                "%d pages were ahead of the database (restored?); sending them its list",
+                len(ahead), extra={"event": "database_behind_pages"},
+            )  # fmt: skip
+            for room_slug in {page.room_slug for page in ahead if page.room_slug}:
+                fragments.member_lists.forget(room_slug)
+            for page in ahead:
+                self.spawn(page.send_snapshot(rewind=True))
         if behind:
-            logger.info("%d pages missed a change; sending them the whole list", len(behind))
-            await asyncio.gather(*(page.send_snapshot() for page in behind), return_exceptions=True)
-        return versions
+            self.loop.call_later(GAP_SECONDS, self.resync_still_behind, behind)
+
+    def resync_still_behind(self, behind: list[tuple[Page, int]]) -> None:
+        """Pages that missed a change (lost, skipped, or written outside the app) get a
+        snapshot; pages the change reached meanwhile, or that closed, need nothing."""
+        missed = [
+            page
+            for page, version in behind
+            if page.version < version and page in self.groups.get(page.group_name, ())
+        ]
+        if missed:
+            logger.info("%d pages missed a change; sending them the whole list", len(missed))
+            for page in missed:
+                self.spawn(page.send_snapshot())
 
     async def heal_presence(self, pages: list[Page], seen: deque[dict[str, int]]) -> None:
         """Pages showing older presence than the store had PRESENCE_HEAL_SECONDS ago, and no

@@ -4,6 +4,7 @@ from typing import Literal, NotRequired, TypedDict
 
 CHANGE_EVENT: Literal["room.change"] = "room.change"
 PRESENCE_EVENT: Literal["room.presence"] = "room.presence"
+CLOSED_EVENT: Literal["room.closed"] = "room.closed"
 ROOMS_EVENT: Literal["rooms.change"] = "rooms.change"
 ROOMS_GROUP = "rooms"  # the /rooms/ pages
 
@@ -20,6 +21,7 @@ class RoomChange(TypedDict):
     version: int
     member_id: int
     left: bool
+    removed: NotRequired[bool]  # left because a moderator removed them (their pages say so)
     html: str
     sent_at: NotRequired[float]  # time.time() at publish, for the delivery histogram
 
@@ -35,6 +37,15 @@ class RoomPresenceChange(TypedDict):
     sent_at: NotRequired[float]
 
 
+class RoomClosed(TypedDict):
+    """A moderator closed the room: every page of it shows `html` (the notice) and closes."""
+
+    type: Literal["room.closed"]
+    group: str
+    html: str
+    sent_at: NotRequired[float]
+
+
 class RoomsChange(TypedDict):
     """The /rooms/ list, whole."""
 
@@ -44,4 +55,4 @@ class RoomsChange(TypedDict):
     sent_at: NotRequired[float]
 
 
-Message = RoomChange | RoomPresenceChange | RoomsChange
+Message = RoomChange | RoomPresenceChange | RoomClosed | RoomsChange

@@ -12,7 +12,7 @@ decisions.
 from enum import Enum
 from typing import Protocol
 
-from liveroom.live.messages import PRESENCE_EVENT, Message
+from liveroom.live.messages import CLOSED_EVENT, PRESENCE_EVENT, Message
 from liveroom.live.sockets import Socket
 from liveroom.rooms.fragments import Snapshot
 
@@ -45,9 +45,12 @@ class PageState:
         self.waiting: list[Message] | None = []
         self.held: dict[int, Message] = {}  # changes that came early, by version
 
-    def shown(self, *, member_id: int, version: int, presence_sequence: int) -> bool:
-        """A snapshot at `version` reached the page; False if it is older than what it shows."""
-        if version < self.version:
+    def shown(
+        self, *, member_id: int, version: int, presence_sequence: int, rewind: bool = False
+    ) -> bool:
+        """A snapshot at `version` reached the page; False if it is older than what it shows
+        (unless `rewind`: the database went back to an earlier version, as a restore does)."""
+        if version < self.version and not rewind:
             return False
         self.member_id, self.version = member_id, version
         self.presence_base = self.presence_seen = presence_sequence
@@ -85,6 +88,8 @@ class PageState:
                 return HANDLE  # late: processes publish independently
             self.presence_seen = sequence
             return FORWARD
+        if message["type"] == CLOSED_EVENT:
+            return HANDLE  # the room is gone: the page says so and closes
         if message["type"] != "room.change":
             return FORWARD
         version = message["version"]
@@ -118,9 +123,11 @@ class Page(Protocol):
 
     async def handle(self, message: Message) -> None: ...
 
-    async def send_snapshot(self) -> None: ...
+    async def send_snapshot(self, *, rewind: bool = False) -> None: ...
 
     async def close(self, code: int | None = None) -> None: ...
+
+    async def close_with_notice(self, notice: str) -> None: ...
 
 
 class RoomPage(Page, Protocol):

@@ -1,11 +1,11 @@
-"""What the live transport does with the domain's `room_changed` signal (connected in
-liveroom/apps.py): render the change once, in the view's thread, and publish it after the
-view's response, with a refresh of the /rooms/ list."""
+"""What the live transport does with the domain's signals (connected in liveroom/apps.py):
+render each change once, in the writer's thread, and publish it after the view's response,
+with a refresh of the /rooms/ list."""
 
 from liveroom.live import publish
 from liveroom.live.after_response import send_after_response
 from liveroom.live.core import live_core
-from liveroom.live.messages import CHANGE_EVENT, RoomChange, room_group
+from liveroom.live.messages import CHANGE_EVENT, CLOSED_EVENT, RoomChange, RoomClosed, room_group
 from liveroom.rooms import fragments
 from liveroom.rooms.models import Member, Room
 
@@ -30,13 +30,25 @@ def on_room_changed(
         "group": group,
         "version": version,
         "member_id": member.pk,
-        "left": change == "left",
+        "left": change in ("left", "removed"),
+        "removed": change == "removed",
         "html": html,
     }
     what = f"member {member.pk} {change}, version {version}"
     send_after_response(publish.publish, group, message, what=what)
     if change != "renamed":  # a rename changes no count on /rooms/
         send_after_response(refresh_room_list)
+
+
+def on_room_closed(sender: object, *, room_slug: str, **kwargs: object) -> None:
+    group = room_group(room_slug)
+    message: RoomClosed = {
+        "type": CLOSED_EVENT,
+        "group": group,
+        "html": fragments.render_notice(room_slug, "closed"),
+    }
+    send_after_response(publish.publish, group, message, what=f"room {room_slug} closed")
+    send_after_response(refresh_room_list)
 
 
 async def refresh_room_list() -> None:

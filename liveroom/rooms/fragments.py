@@ -69,13 +69,16 @@ class MemberLists:
         self.max_rooms = max_rooms
 
     def current(self, room_slug: str, room_id: int, version: int) -> MemberList:
-        """The room's list at `version` or later."""
+        """The room's list at `version` or later, never later than the database."""
         with self.lock:
             cached = self.lists.get(room_slug)
             # The room id tells a room deleted and started again from the one that was cached.
             if cached is None or cached.room_id != room_id:
                 cached = self.lists[room_slug] = render_member_list(room_slug)
-            elif cached.version < version:  # entries of members unchanged since are reused
+            elif cached.version < version or (
+                # Read before a newer list was cached, or the database went back (a restore)?
+                cached.version > version and room_version(room_id) < cached.version
+            ):  # entries of members unchanged since are reused
                 cached = self.lists[room_slug] = render_member_list(room_slug, cached)
             self.lists.move_to_end(room_slug)
             while len(self.lists) > self.max_rooms:
@@ -126,7 +129,7 @@ def presence_context(presence: RoomPresence | None) -> dict:
 def render_change(
     *, room: Room, member: Member, change: str, count: int, previous_name: str = ""
 ) -> str:
-    """One membership change ("joined", "renamed" or "left") as out-of-band swaps."""
+    """One membership change ("joined", "renamed", "left" or "removed") as out-of-band swaps."""
     context = {"member": member, "count": count, "previous_name": previous_name, "oob": True}
     # A new member has no page open yet; a renamed one keeps their state.
     context |= presence_context(room_presence(room.slug) if change == "renamed" else None)
@@ -284,6 +287,12 @@ def render_member_list(room_slug: str, previous: MemberList | None = None) -> Me
     return MemberList(room_id, version, entries, names)
 
 
+def room_version(room_id: int) -> int:
+    """The room's version now (-1 if it is gone)."""
+    version = Room.objects.filter(pk=room_id).values_list("version", flat=True).first()
+    return -1 if version is None else version
+
+
 def render_entries(member: Member) -> tuple[str, str]:
     """A member's entry as others see it: online, and away."""
     online, away = (
@@ -298,8 +307,13 @@ def render_heartbeat() -> str:
     return render_to_string(f"{ROOM_TEMPLATE}#connection", {"oob": True}).strip()
 
 
-def render_left_notice(room_slug: str) -> str:
-    """What a page shows when its member left from another tab."""
-    return render_to_string(
-        f"{ROOM_TEMPLATE}#left-notice", {"room": Room(slug=room_slug), "oob": True}
-    ).strip()
+NOTICES = ("left", "removed", "gone", "closed")
+
+
+def render_notice(room_slug: str, notice: str) -> str:
+    """What a page shows as it closes, no longer in the room: its member `"left"` from another
+    tab, was `"removed"` by a moderator, is `"gone"` (removed outside the app), or the room was
+    `"closed"`."""
+    assert notice in NOTICES, notice
+    context = {"room": Room(slug=room_slug), "notice": notice, "oob": True}
+    return render_to_string(f"{ROOM_TEMPLATE}#notice", context).strip()

@@ -1,17 +1,22 @@
-"""Joining and leaving: the only places that write memberships.
+"""Joining, renaming, leaving, removing and closing: the domain's writes of memberships.
 
 Each change finds the room's row and locks it in one statement, so changes in one room happen one
-at a time (no race on the one-membership-per-session rule), bumps the room version, and is
-announced after commit with the `room_changed` signal.
+at a time (no race on the one-membership-per-session rule), and is announced after commit with
+the `room_changed` (or `room_closed`) signal. The database bumps the room's version for every
+write of a member, these and any other (migration 0004's triggers); a change here reads the
+version back for its announcement rather than computing it again.
+
+Views call `member_join` and `member_leave` for a browser's own session; moderators (the admin)
+call `member_rename`, `member_remove` and `room_close`.
 """
 
 from functools import partial
 
 from django.db import transaction
-from django.utils import timezone
+from django.db.models import Count
 
 from liveroom.rooms.models import Member, Room
-from liveroom.rooms.signals import room_changed
+from liveroom.rooms.signals import room_changed, room_closed
 
 
 def member_join(*, room_slug: str, session_key: str, name: str) -> Member:
@@ -22,11 +27,9 @@ def member_join(*, room_slug: str, session_key: str, name: str) -> Member:
         member = room.members.filter(session_key=session_key).first()
         if member is None:
             member = Member.objects.create(room=room, session_key=session_key, name=name)
-            _record_change(room, member, "joined")
+            _announce(room, member, "joined")
         elif member.name != name:
-            previous_name, member.name = member.name, name
-            member.save(update_fields=["name"])
-            _record_change(room, member, "renamed", previous_name=previous_name)
+            _rename(room, member, name)
     return member
 
 
@@ -37,18 +40,78 @@ def member_leave(*, room_slug: str, session_key: str) -> bool:
         member = room.members.filter(session_key=session_key).first() if room else None
         if room is None or member is None:
             return False
-        member_id = member.pk
-        member.delete()
-        member.pk = member_id  # the fragment still needs the id of the element to remove
-        _record_change(room, member, "left")
+        _delete(room, member, "left")
     return True
 
 
-def _record_change(room: Room, member: Member, change: str, previous_name: str = "") -> None:
-    room.version += 1
-    room.changed_at = timezone.now()
-    room.save(update_fields=["version", "changed_at"])
-    count = room.members.count()
+def member_rename(*, member_id: int, name: str) -> Member | None:
+    """Give member `member_id` the name `name` (a moderator's rename); None if it is gone."""
+    with transaction.atomic():
+        locked = _lock_room_of(member_id)
+        if locked is None:
+            return None
+        room, member = locked
+        if member.name != name:
+            _rename(room, member, name)
+    return member
+
+
+def member_remove(*, member_id: int) -> bool:
+    """Remove member `member_id` (a moderator's removal: its own pages are told so); returns
+    whether it was there."""
+    with transaction.atomic():
+        locked = _lock_room_of(member_id)
+        if locked is None:
+            return False
+        _delete(*locked, "removed")
+    return True
+
+
+def room_close(*, room_slug: str) -> int | None:
+    """Close the room: every member out, the room gone, every page of it told. Returns how
+    many members it had (None if there was no such room)."""
+    with transaction.atomic():
+        room = Room.objects.select_for_update().filter(slug=room_slug).first()
+        if room is None:
+            return None
+        count, _ = room.members.all().delete()
+        room.delete()
+        transaction.on_commit(
+            partial(room_closed.send_robust, sender=Room, room_slug=room_slug), robust=True
+        )
+    return count
+
+
+def _lock_room_of(member_id: int) -> tuple[Room, Member] | None:
+    room_id = Member.objects.filter(pk=member_id).values_list("room_id", flat=True).first()
+    if room_id is None:
+        return None
+    room = Room.objects.select_for_update().get(pk=room_id)
+    member = room.members.filter(pk=member_id).first()  # moved or gone before the lock?
+    return (room, member) if member is not None else None
+
+
+def _rename(room: Room, member: Member, name: str) -> None:
+    previous_name, member.name = member.name, name
+    member.save(update_fields=["name"])
+    _announce(room, member, "renamed", previous_name=previous_name)
+
+
+def _delete(room: Room, member: Member, change: str) -> None:
+    member_id = member.pk
+    member.delete()
+    member.pk = member_id  # the fragment still needs the id of the element to remove
+    _announce(room, member, change)
+
+
+def _announce(room: Room, member: Member, change: str, previous_name: str = "") -> None:
+    """Announce `change` after commit, at the version the database gave the room for it."""
+    room.version, count = (
+        Room.objects.filter(pk=room.pk)
+        .annotate(count=Count("members"))
+        .values_list("version", "count")
+        .get()
+    )
     transaction.on_commit(
         partial(
             room_changed.send_robust,

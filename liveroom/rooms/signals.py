@@ -4,6 +4,10 @@ from django.dispatch import Signal
 
 # Sent once per membership change, after commit, with keyword arguments:
 #   room (Room), version (int, the room's version after the change), member (Member),
-#   change ("joined", "renamed" or "left"), count (members after the change),
-#   previous_name (str, for "renamed").
+#   change ("joined", "renamed", "left", or "removed" by a moderator), count (members after the
+#   change), previous_name (str, for "renamed").
 room_changed = Signal()
+
+# Sent once when a moderator closes a room (its members and its row are gone), after commit,
+# with the keyword argument room_slug (str).
+room_closed = Signal()
