@@ -62,12 +62,18 @@ accept_pauses = Counter(
     "Times this process stopped accepting connections with LIVEROOM_REQUESTS_AT_ONCE requests "
     "under way",
 )
-
+admin_login_failures = Counter(
+    "liveroom_admin_login_failures_total", "Failed sign-ins to the admin on this process"
+)
+admin_logins_refused = Counter(
+    "liveroom_admin_logins_refused_total",
+    "Admin sign-ins refused with 429 (too many failures for the account or from the address)",
+)
 
 # Known label values start at 0, so a dashboard has a series before the first event.
 for kind in ("room", "rooms"):
     open_pages.labels(kind)
-for kind in ("room.change", "room.presence", "rooms.change"):
+for kind in ("room.change", "room.presence", "room.closed", "rooms.change"):
     changes_published.labels(kind)
 for kind in ("list", "own part"):
     snapshots_sent.labels(kind)

@@ -196,6 +196,9 @@ else:
 # Joins and leaves allowed per window, per session and per client address.
 RATE_LIMIT_PER_SESSION = env_rate("RATE_LIMIT_PER_SESSION", "10/60")
 RATE_LIMIT_PER_ADDRESS = env_rate("RATE_LIMIT_PER_ADDRESS", "60/60")
+# Failed admin sign-ins allowed per account and per client address; past them, 429.
+ADMIN_LOGIN_LIMIT_PER_ACCOUNT = env_rate("ADMIN_LOGIN_LIMIT_PER_ACCOUNT", "10/60")
+ADMIN_LOGIN_LIMIT_PER_ADDRESS = env_rate("ADMIN_LOGIN_LIMIT_PER_ADDRESS", "10/60")
 
 # Seconds a view waits for the channel layer before giving up on a broadcast.
 LIVEROOM_BROADCAST_TIMEOUT = env_number("LIVEROOM_BROADCAST_TIMEOUT", 2.0)

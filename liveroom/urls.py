@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from liveroom import health
+from liveroom.admin import admin_login
 from liveroom.rooms import views
 
 urlpatterns = [
@@ -13,6 +14,7 @@ urlpatterns = [
     path("room/<slug:slug>/join/", views.join, name="join"),
     path("room/<slug:slug>/leave/", views.leave, name="leave"),
     path("rooms/", views.rooms, name="rooms"),
+    path("admin/login/", admin_login),  # before the admin's own: password guessing is refused
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

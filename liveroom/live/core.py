@@ -6,8 +6,9 @@
   one task that hands each message to the group's pages in one pass: framed once, written to
   each socket. A page that needs more than a forward is handled in a task of its own.
 - The watch: every LIVEROOM_WATCH_INTERVAL seconds, pages whose version differs from the
-  database's get a fresh snapshot (pages of a room that is gone are told and closed), Redis is checked (pages are asked to reconnect when it went away or was replaced),
-  group memberships are renewed before any layer can expire them, and heartbeats go out.
+  database's get a fresh snapshot (pages of a room that is gone are told and closed), Redis is
+  checked (pages are asked to reconnect when it went away or was replaced), group memberships
+  are renewed before any layer can expire them, and heartbeats go out.
 - Presence counting (a Tracker) and what it reports: rendered per room and published.
 - The sweeps that remove idle members and empty rooms, on a timer (liveroom/rooms/cleanup.py).
 - The sockets each member and each client address has open here, against their limits.
