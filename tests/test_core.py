@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from liveroom.asgi import application
-from liveroom.live import core as core_module
+from liveroom.live import supervisor
 from liveroom.live.close_codes import NOT_A_MEMBER
 from liveroom.live.core import live_core
 from liveroom.live.messages import room_group
@@ -109,7 +109,7 @@ def test_a_snapshot_older_than_the_page_is_not_shown() -> None:
 async def test_a_live_task_that_dies_is_logged_counted_and_started_again(
     monkeypatch, caplog
 ) -> None:
-    monkeypatch.setattr(core_module, "RESTART_SECONDS", 0.01)
+    monkeypatch.setattr(supervisor, "RESTART_SECONDS", 0.01)
     core, runs = live_core(), []
 
     async def dies_once() -> None:
@@ -117,13 +117,13 @@ async def test_a_live_task_that_dies_is_logged_counted_and_started_again(
         if len(runs) == 1:
             raise RuntimeError("injected")
 
-    with caplog.at_level(logging.ERROR, logger="liveroom.live.core"):
-        core.supervise("probe", dies_once)
+    with caplog.at_level(logging.ERROR, logger="liveroom.live.supervisor"):
+        core.tasks.supervise("probe", dies_once)
         for _ in range(100):
             if len(runs) == 2:
                 break
             await asyncio.sleep(0.01)
-    assert (len(runs), core.restarts["probe"]) == (2, 1)
+    assert (len(runs), core.tasks.restarts["probe"]) == (2, 1)
     assert "Live task 'probe' died (restart 1): injected" in caplog.text
     await core.aclose()
 
@@ -209,7 +209,7 @@ async def test_rooms_opened_and_closed_leave_nothing_behind_in_the_core() -> Non
             await socket.disconnect()
 
     await asyncio.gather(*(visit(index) for index in range(rooms)))
-    await asyncio.gather(*core.handlers)  # the unsubscriptions under way
+    await core.tasks.wait_one_off()  # the unsubscriptions under way
     assert (core.groups, core.list_frames, core.subscribed) == ({}, {}, {})
     assert fragments.member_lists.rooms() == []
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from redis import Redis
 
 from liveroom.asgi import application
-from liveroom.live import core
+from liveroom.live import watch
 from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
 from liveroom.presence import room_presence, stores
@@ -290,7 +290,7 @@ async def test_the_watch_heals_presence_a_page_never_got_a_message_for(
     settings, monkeypatch
 ) -> None:
     settings.LIVEROOM_WATCH_INTERVAL = 0.2
-    monkeypatch.setattr(core, "PRESENCE_HEAL_SECONDS", 0.6)  # 5 s in production
+    monkeypatch.setattr(watch, "PRESENCE_HEAL_SECONDS", 0.6)  # 5 s in production
     alice = await new_member("Alice")
     await new_member("Bob")
     socket, page = await open_page(alice)

@@ -19,7 +19,7 @@ from liveroom import metrics
 from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from liveroom.live.core import live_core
 from liveroom.live.messages import CHANGE_EVENT, CLOSED_EVENT, ROOMS_GROUP, Message, room_group
-from liveroom.live.page import FORWARD, Decision, PageState
+from liveroom.live.page import Decision, PageState
 from liveroom.live.sockets import AsgiSocket, socket_for, text_frame
 from liveroom.rooms import fragments
 from liveroom.rooms.models import Room
@@ -51,7 +51,6 @@ class LivePage(AsyncWebsocketConsumer):
 
     channel_layer_alias = None  # the LiveCore hands the page its messages
     group_name: str
-    room_slug: str | None = None
     opened = False  # registered with the LiveCore
     closing = False
     admitted: list[tuple[str, str]] = []  # counted against these socket limits
@@ -76,7 +75,7 @@ class LivePage(AsyncWebsocketConsumer):
             return False
         self.admitted = keys
         try:
-            await self.core.open(self)
+            await self.join_core()
         except Exception as error:
             logger.warning(
                 "Channel layer unavailable, page asked to retry: %s: %s",
@@ -86,6 +85,12 @@ class LivePage(AsyncWebsocketConsumer):
             return False
         self.opened = True
         return True
+
+    async def join_core(self) -> None:
+        raise NotImplementedError
+
+    def leave_core(self) -> None:
+        raise NotImplementedError
 
     def write(self, html: str) -> None:
         self.socket.send(text_frame(html))
@@ -104,7 +109,7 @@ class LivePage(AsyncWebsocketConsumer):
             self.core.limits.release(self.admitted)
             self.admitted = []
         if self.opened:
-            self.core.close(self)
+            self.leave_core()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Pages only listen; a client that talks is not one of ours.
@@ -115,6 +120,13 @@ class RoomConsumer(LivePage):
     """One room page: a snapshot on connect, then each change's HTML."""
 
     triage: Callable[[Message], Decision]  # its PageState's, bound in connect()
+    room_slug: str
+
+    async def join_core(self) -> None:
+        await self.core.open(self)
+
+    def leave_core(self) -> None:
+        self.core.close(self)
 
     async def connect(self) -> None:
         self.room_slug = self.scope["url_route"]["kwargs"].get("slug", Room.DEFAULT_SLUG)
@@ -138,7 +150,7 @@ class RoomConsumer(LivePage):
         for message in self.state.release_waiting():  # versions keep them right in any order
             self.core.deliver_to(self, message)
         self.socket.forget_handshake()  # the page's cookie was all it needed of its headers
-        self.core.watch(self)
+        self.core.watch_page(self)
 
     def limit_keys(self) -> list[tuple[str, str]]:
         return [("member", self.session_key), *super().limit_keys()]
@@ -174,7 +186,6 @@ class RoomConsumer(LivePage):
 
     async def close_with_notice(self, notice: str) -> None:
         """Tell the page why it is no longer in the room (fragments.NOTICES), and close it."""
-        assert self.room_slug is not None
         self.write(fragments.render_notice(self.room_slug, notice))
         await self.close(code=NOT_A_MEMBER)
 
@@ -225,7 +236,6 @@ class RoomConsumer(LivePage):
             rewind=rewind,
         ):
             return  # read before a change this page has already shown
-        assert self.room_slug is not None
         if whole:
             self.socket.send(self.core.list_frame(self.room_slug, snapshot.members_html))
         self.write(snapshot.own_html)
@@ -235,12 +245,16 @@ class RoomConsumer(LivePage):
 
 
 class RoomsConsumer(LivePage):
-    """Keeps /rooms/ current: the list on connect, then the list again after each change."""
+    """Keeps /rooms/ current: the list on connect, then the list again after each change (a
+    listener of the rooms group: every message is the whole list)."""
 
     group_name = ROOMS_GROUP
-    member_id = None
-    version = 0
-    ready = True
+
+    async def join_core(self) -> None:
+        await self.core.listen(self)
+
+    def leave_core(self) -> None:
+        self.core.stop_listening(self)
 
     async def connect(self) -> None:
         await self.accept()
@@ -253,27 +267,9 @@ class RoomsConsumer(LivePage):
             await self.close(code=TRY_AGAIN_LATER)
             return
         if settings.LIVEROOM_PRESENCE:
-            self.core.presence_tracker()  # this process sweeps away the members of dead ones
+            self.core.presence.start()  # this process sweeps away the members of dead ones
         self.write(html)
         self.socket.forget_handshake()
-
-    def triage(self, message: Message) -> Decision:
-        return FORWARD
-
-    def next_held(self) -> Message | None:
-        return None
-
-    def gap_open(self) -> bool:
-        return False
-
-    async def handle(self, message: Message) -> None:
-        self.write(message["html"])
-
-    async def send_snapshot(self, *, rewind: bool = False) -> None:
-        """The list is whole in every message: nothing to catch up."""
-
-    async def close_with_notice(self, notice: str) -> None:
-        await self.close(code=NOT_A_MEMBER)  # /rooms/ pages are in no room
 
 
 class UnknownPath(AsyncWebsocketConsumer):

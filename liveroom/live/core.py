@@ -1,52 +1,34 @@
 """One LiveCore per process (per event loop): the owner of everything live there.
 
-- The open pages, in one registry (group -> pages), registered by the consumers' connect and
-  forgotten by their disconnect.
-- The subscription: one channel-layer channel, in the group of every room with pages here, and
-  one task that hands each message to the group's pages in one pass: framed once, written to
-  each socket. A page that needs more than a forward is handled in a task of its own.
-- The watch: every LIVEROOM_WATCH_INTERVAL seconds, pages whose version differs from the
-  database's get a fresh snapshot (pages of a room that is gone are told and closed), Redis is
-  checked (pages are asked to reconnect when it went away or was replaced), group memberships
-  are renewed before any layer can expire them, and heartbeats go out.
-- Presence counting (a Tracker) and what it reports: rendered per room and published.
-- The sweeps that remove idle members and empty rooms, on a timer (liveroom/rooms/cleanup.py).
-- The sockets each member and each client address has open here, against their limits.
-- The frames of the rooms' member lists, and the reader threads snapshots are made in: at most
-  LIVEROOM_READ_THREADS at once, never queued behind the threads that serve HTTP requests; the
-  snapshots a room's pages ask for together are read together (liveroom/live/snapshot_reads.py). A
-  room's list (liveroom/rooms/fragments.py, shared with page loads) and frame go with its last
-  page here.
+It keeps the open pages (room pages by group; /rooms/ pages as listeners of a plain broadcast
+group), the one channel-layer channel subscribed to the groups of every room with pages here,
+and the task that hands each message to the group's pages in one pass: framed once, written to
+each socket; a page that needs more than a forward is handled in a task of its own. It keeps
+the frames of the rooms' lists and the reader threads snapshots are read in (at most
+LIVEROOM_READ_THREADS at once, never queued behind the threads that serve HTTP requests; the
+snapshots a room's pages ask for together are read together, liveroom/live/snapshot_reads.py).
 
-Its tasks are supervised: a message that fails is logged and the other pages still get it; a
-task that dies is logged, counted and started again. Nothing here waits on the event loop from
-a worker thread: database work runs in threads, publishing stays on the loop.
+What it starts has modules of its own: the watch (liveroom/live/watch.py), presence announcing
+(announcer.py), and the supervisor of its tasks (supervisor.py): a message that fails is
+logged and the other pages still get it; a task that dies is logged, counted and started again.
+Nothing here waits on the event loop from a worker thread: database work runs in threads,
+publishing stays on the loop.
 """
 
 import asyncio
 import logging
 import time
 import weakref
-from collections import Counter, deque
-from collections.abc import Callable, Coroutine
-from typing import Any, cast
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import DatabaseError
 
 from liveroom import metrics
 from liveroom.live import after_response, publish
+from liveroom.live.announcer import PresenceAnnouncer
 from liveroom.live.limits import SocketLimits
-from liveroom.live.messages import (
-    CHANGE_EVENT,
-    PRESENCE_EVENT,
-    ROOMS_GROUP,
-    Message,
-    RoomPresenceChange,
-    room_group,
-)
+from liveroom.live.messages import CHANGE_EVENT, PRESENCE_EVENT, Message, room_group
 from liveroom.live.page import (
     FORWARD,
     GAP_SECONDS,
@@ -54,33 +36,27 @@ from liveroom.live.page import (
     HOLD,
     RELEASE,
     Decision,
+    Listener,
     Page,
-    RoomPage,
 )
 from liveroom.live.readers import Readers
-from liveroom.live.redis_check import RedisCheck
 from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.live.sockets import text_frame
-from liveroom.presence import PresenceChange, presence_sequences, stores
-from liveroom.presence.tracker import Tracker
-from liveroom.rooms import cleanup, fragments, idle
-from liveroom.rooms.models import Room
+from liveroom.live.supervisor import Supervisor
+from liveroom.live.watch import Watch
+from liveroom.rooms import cleanup, fragments
 
 logger = logging.getLogger(__name__)
 
-PRESENCE_HEAL_SECONDS = 5.0  # a presence message this late is taken as lost
 PASS_SECONDS = 0.0003  # of sending before a delivery pass yields to the event loop
-RESTART_SECONDS = 1.0  # before a task that died is started again
-
-Run = Callable[[], Coroutine[Any, Any, None]]
 
 
 class LiveCore:
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.layer: BaseChannelLayer = get_channel_layer()
-        self.groups: dict[str, set[Page]] = {}  # every open page here, by group
-        self.present: dict[Page, tuple[str, int]] = {}  # counted by the tracker: room, member
+        self.groups: dict[str, set[Page]] = {}  # every open room page here, by group
+        self.listeners: dict[str, set[Listener]] = {}  # pages that take every message as is
         self.channel: str | None = None
         self.subscribed: dict[str, float] = {}  # group -> when it was last added
         self.subscription_lock = asyncio.Lock()
@@ -90,80 +66,101 @@ class LiveCore:
         self.limits = SocketLimits(
             settings.LIVEROOM_SOCKETS_PER_MEMBER, settings.LIVEROOM_SOCKETS_PER_ADDRESS
         )
-        self.tracker: Tracker | None = None
+        self.tasks = Supervisor(self.loop)
         self.room_list = publish.RoomListRefresh(interval=settings.LIVEROOM_ROOMS_REFRESH_SECONDS)
-        self.tasks: dict[str, asyncio.Task] = {}  # supervised, by name
-        self.restarts: Counter[str] = Counter()
+        self.presence = PresenceAnnouncer(self.tasks, self.readers, self.room_list)
+        self.watch = Watch(self)
         self.failed_deliveries = 0
-        self.database_reachable = True  # as the watch last found it
-        self.handlers: set[asyncio.Task] = set()  # one-off work for single pages
-        self.closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self.tasks.closed
 
     # The registry
 
     async def open(self, page: Page) -> None:
-        """Start handing `page` the messages of its group. Raises if the channel layer does not
-        take a new subscription within LIVEROOM_BROADCAST_TIMEOUT."""
+        """Start handing room page `page` the messages of its group. Raises if the channel
+        layer does not take a new subscription within LIVEROOM_BROADCAST_TIMEOUT."""
         group = page.group_name
         pages = self.groups.get(group)
         if pages is None:
             pages = self.groups[group] = set()
-            if page.room_slug is not None:
-                metrics.rooms_served.inc()
+            metrics.rooms_served.inc()
         if page not in pages:
             pages.add(page)
-            metrics.open_pages.labels(page_kind(page)).inc()
-        if group not in self.subscribed:  # a room's later pages wait for nothing
-            try:
-                await self.subscribe(group)
-            except BaseException:
-                self.close(page)
-                raise
-        self.supervise("room messages", self.receive)
-        if cleanup.sweep_interval() is not None:
-            self.supervise("sweeps", self.run_sweeps)
+            metrics.open_pages.labels("room").inc()
+        try:
+            await self.subscribe(group)
+        except BaseException:
+            self.close(page)
+            raise
+        self.start_tasks()
 
-    def watch(self, page: Page) -> None:
-        """`page` has its first list: watch it, and count it as its member's (room pages)."""
-        self.supervise("watch", self.run_watch)
-        if settings.LIVEROOM_PRESENCE and page.room_slug is not None and page.member_id:
-            self.present[page] = (page.room_slug, page.member_id)
-            self.presence_tracker().page_opened(page.room_slug, page.member_id)
+    def watch_page(self, page: Page) -> None:
+        """`page` has its first list: watch it, and count it as its member's."""
+        self.tasks.supervise("watch", self.watch.run)
+        self.presence.page_opened(page)
 
     def close(self, page: Page) -> None:
         """Forget `page`; a room's last page here takes its cached lists and subscription."""
-        if (counted := self.present.pop(page, None)) and self.tracker is not None:
-            self.tracker.page_closed(*counted)
+        self.presence.page_closed(page)
         group = page.group_name
         pages = self.groups.get(group)
         if pages is None or page not in pages:
             return
         pages.discard(page)
-        metrics.open_pages.labels(page_kind(page)).dec()
+        metrics.open_pages.labels("room").dec()
         if pages:
             return
         del self.groups[group]
-        if page.room_slug is not None:
-            metrics.rooms_served.dec()
-            fragments.member_lists.forget(page.room_slug)
-            self.list_frames.pop(page.room_slug, None)
-        self.spawn(self.unsubscribe_if_unused(group))
+        metrics.rooms_served.dec()
+        fragments.member_lists.forget(page.room_slug)
+        self.list_frames.pop(page.room_slug, None)
+        self.tasks.spawn(self.unsubscribe_if_unused(group))
+
+    async def listen(self, listener: Listener) -> None:
+        """Start writing every message of `listener.group_name` to its socket, as it is."""
+        listeners = self.listeners.setdefault(listener.group_name, set())
+        if listener not in listeners:
+            listeners.add(listener)
+            metrics.open_pages.labels("rooms").inc()
+        try:
+            await self.subscribe(listener.group_name)
+        except BaseException:
+            self.stop_listening(listener)
+            raise
+        self.start_tasks()
+
+    def stop_listening(self, listener: Listener) -> None:
+        listeners = self.listeners.get(listener.group_name)
+        if listeners is None or listener not in listeners:
+            return
+        listeners.discard(listener)
+        metrics.open_pages.labels("rooms").dec()
+        if not listeners:
+            del self.listeners[listener.group_name]
+            self.tasks.spawn(self.unsubscribe_if_unused(listener.group_name))
+
+    def start_tasks(self) -> None:
+        self.tasks.supervise("room messages", self.receive)
+        if cleanup.sweep_interval() is not None:
+            self.tasks.supervise("sweeps", self.run_sweeps)
 
     def room_pages(self) -> list[Page]:
         """The room pages that have their first list."""
-        return [
-            page
-            for pages in self.groups.values()
-            for page in pages
-            if page.room_slug is not None and page.ready
-        ]
+        return [page for pages in self.groups.values() for page in pages if page.ready]
+
+    def is_open(self, page: Page) -> bool:
+        return page in self.groups.get(page.group_name, ())
 
     # The subscription
 
     async def subscribe(self, group: str) -> None:
-        """Add this process's channel to `group`; each layer call has its own timeout, not the
-        wait for the subscriptions before it (pages arriving together must not time out in a
-        queue while the layer is healthy)."""
+        """Add this process's channel to `group` (a group's later pages wait for nothing); each
+        layer call has its own timeout, not the wait for the subscriptions before it (pages
+        arriving together must not time out in a queue while the layer is healthy)."""
+        if group in self.subscribed:
+            return
         timeout = settings.LIVEROOM_BROADCAST_TIMEOUT
         async with self.subscription_lock:
             if self.channel is None:
@@ -174,8 +171,8 @@ class LiveCore:
 
     async def unsubscribe_if_unused(self, group: str) -> None:
         async with self.subscription_lock:
-            if group in self.groups or group not in self.subscribed:
-                return  # a page of the room came back meanwhile
+            if group in self.groups or group in self.listeners or group not in self.subscribed:
+                return  # a page of the group came back meanwhile
             del self.subscribed[group]
             try:
                 await asyncio.wait_for(
@@ -209,9 +206,14 @@ class LiveCore:
                 continue
             await self.deliver(message)
 
+    # Delivery
+
     async def deliver(self, message: Message) -> None:
         """Hand `message` to every page of its group; one page's failure is not another's."""
-        pages = list(self.groups.get(message["group"], ()))
+        group = message["group"]
+        if listeners := self.listeners.get(group):
+            self.send_to_each(list(listeners), text_frame(message["html"]))
+        pages = list(self.groups.get(group, ()))
         frame = None  # framed at most once, for every page that forwards it as is
         handled: list[Page] = []
         next_yield = time.perf_counter() + PASS_SECONDS
@@ -231,7 +233,7 @@ class LiveCore:
                 next_yield = time.perf_counter() + PASS_SECONDS
         if handled:
             self.handle(message, handled)
-        if pages and (sent_at := message.get("sent_at")):
+        if (pages or listeners) and (sent_at := message.get("sent_at")):
             metrics.delivery_seconds.observe(max(0.0, time.time() - sent_at))
 
     def act(self, page: Page, message: Message, decision: Decision, handled: list[Page]) -> None:
@@ -256,17 +258,18 @@ class LiveCore:
     def handle(self, message: Message, pages: list[Page]) -> None:
         """What the pages that said HANDLE to one message need, done once for all of them: a
         late presence message, the current states of its members, rendered once; a change of
-        the pages' own member (a rename or a leave from another tab), one snapshot for all of
-        that member's pages, however many they opened."""
+        the pages' own member (a rename from another tab or the admin), one snapshot for all of
+        that member's pages, however many they opened. Anything else (a leave, a removal, a
+        closed room), each page on its own."""
         if message["type"] == PRESENCE_EVENT:
-            self.spawn(self.send_presence_now(message["members"], pages))
+            self.tasks.spawn(self.send_presence_now(message["members"], pages))
         elif message["type"] == CHANGE_EVENT and not message["left"]:
-            self.spawn(self.refresh_own(cast(list[RoomPage], pages)))
+            self.tasks.spawn(self.refresh_own(pages))
         else:
             for page in pages:
-                self.spawn(page.handle(message))
+                self.tasks.spawn(page.handle(message))
 
-    async def refresh_own(self, pages: list[RoomPage]) -> None:
+    async def refresh_own(self, pages: list[Page]) -> None:
         """Pages of one member, renamed from another tab: one snapshot, each page sent what it
         lacks (nearly always its own part alone), in small pieces."""
         snapshot = await pages[0].read_snapshot()
@@ -281,8 +284,8 @@ class LiveCore:
 
     def check_gap(self, page: Page) -> None:
         """A change held for GAP_SECONDS still lacks the one before it: that one was lost."""
-        if page in self.groups.get(page.group_name, ()) and page.gap_open():
-            self.spawn(page.send_snapshot())
+        if self.is_open(page) and page.gap_open():
+            self.tasks.spawn(page.send_snapshot())
 
     async def send_presence_now(self, member_ids: list[int], pages: list[Page]) -> None:
         """A late presence message (processes publish independently) may be older than what
@@ -293,7 +296,7 @@ class LiveCore:
         self.send_to_each(pages, text_frame(html))
 
     @staticmethod
-    def send_to_each(pages: list[Page], frame: bytes) -> None:
+    def send_to_each(pages: list[Page] | list[Listener], frame: bytes) -> None:
         for page in pages:
             page.socket.send(frame)
 
@@ -304,13 +307,11 @@ class LiveCore:
     ) -> fragments.Snapshot | None:
         """The room as `page`'s member sees it now, from this room's cached list while the
         room's version is the same."""
-        room_slug = page.room_slug
-        assert room_slug is not None
         snapshot = await self.snapshot_reads.read(
-            room_slug, session_key, check_session=check_session
+            page.room_slug, session_key, check_session=check_session
         )
         if page.group_name not in self.groups:  # the room's last page closed meanwhile
-            fragments.member_lists.forget(room_slug)
+            fragments.member_lists.forget(page.room_slug)
         return snapshot
 
     def list_frame(self, room_slug: str, members_html: str) -> bytes:
@@ -323,36 +324,7 @@ class LiveCore:
                 self.list_frames[room_slug] = cached
         return cached[1]
 
-    # The watch
-
-    async def run_watch(self) -> None:
-        """Runs while this process has room pages; the next page starts it again."""
-        interval = settings.LIVEROOM_WATCH_INTERVAL
-        redis = RedisCheck(settings.REDIS_URL, timeout=interval) if settings.REDIS_URL else None
-        # The store's presence sequences of the last PRESENCE_HEAL_SECONDS, a dict a tick.
-        presence_seen: deque[dict[str, int]] = deque(
-            maxlen=max(2, round(PRESENCE_HEAL_SECONDS / interval))
-        )
-        heartbeat = text_frame(fragments.render_heartbeat())
-        tick = 0
-        try:
-            while pages := self.room_pages():
-                if redis is not None and (code := await redis.close_code(len(pages))):
-                    await self.close_pages(code)
-                else:
-                    await self.resync_pages(pages)
-                    if settings.LIVEROOM_PRESENCE:
-                        await self.heal_presence(pages, presence_seen)
-                await self.renew_subscriptions()
-                if settings.LIVEROOM_HEARTBEAT_SECONDS:
-                    slices = max(1, round(settings.LIVEROOM_HEARTBEAT_SECONDS / interval))
-                    tick = (tick + 1) % slices
-                    self.send_to_each([page for page in pages if hash(page) % slices == tick],
-                                      heartbeat)  # fmt: skip
-                await asyncio.sleep(interval)
-        finally:
-            if redis is not None:
-                await redis.aclose()
+    # Sweeps
 
     async def run_sweeps(self) -> None:
         """Remove idle members and empty rooms every sweep interval, for as long as this
@@ -363,200 +335,22 @@ class LiveCore:
                 lambda: self.readers.run(cleanup.sweeps.now_and_then)
             )
 
-    async def resync_pages(self, pages: list[Page]) -> None:
-        """Bring every page to the database's version of its room, whoever wrote it: pages
-        ahead of it (the database went back, as a restore does) get a snapshot at once; pages
-        behind it get one if they are still behind GAP_SECONDS later (a change's own message
-        is usually a moment away); pages of a room that is gone are told and closed."""
-        shown = {page: page.version for page in pages}  # before the read: see below
-        slugs = {page.room_slug for page in pages}
-        try:
-            versions = await database_sync_to_async(room_versions)(slugs)
-        except DatabaseError as error:
-            if self.database_reachable:
-                logger.error(
-                    "Database unreachable (%s: %s): pages catch up when it is back",
-                    type(error).__name__, error, extra={"event": "database_lost"},
-                )  # fmt: skip
-            self.database_reachable = False
-            return
-        if not self.database_reachable:
-            logger.info("Database reachable again", extra={"event": "database_back"})
-            self.database_reachable = True
-        gone, ahead, behind = [], [], []
-        for page, version_shown in shown.items():
-            version = versions.get(page.room_slug or "")
-            if version is None:
-                gone.append(page)
-            # A page can only show a version the database had committed before the read began,
-            # so a page ahead of the read is ahead of the database.
-            elif version_shown > version:
-                ahead.append(page)
-            elif version_shown < version:
-                behind.append((page, version))
-        for page in gone:
-            self.spawn(page.close_with_notice("closed"))
-        if ahead:
-            logger.warning(
-                "%d pages were ahead of the database (restored?); sending them its list",
-                len(ahead), extra={"event": "database_behind_pages"},
-            )  # fmt: skip
-            for room_slug in {page.room_slug for page in ahead if page.room_slug}:
-                fragments.member_lists.forget(room_slug)
-            for page in ahead:
-                self.spawn(page.send_snapshot(rewind=True))
-        if behind:
-            self.loop.call_later(GAP_SECONDS, self.resync_still_behind, behind)
-
-    def resync_still_behind(self, behind: list[tuple[Page, int]]) -> None:
-        """Pages that missed a change (lost, skipped, or written outside the app) get a
-        snapshot; pages the change reached meanwhile, or that closed, need nothing."""
-        missed = [
-            page
-            for page, version in behind
-            if page.version < version and page in self.groups.get(page.group_name, ())
-        ]
-        if missed:
-            logger.info("%d pages missed a change; sending them the whole list", len(missed))
-            for page in missed:
-                self.spawn(page.send_snapshot())
-
-    async def heal_presence(self, pages: list[Page], seen: deque[dict[str, int]]) -> None:
-        """Pages showing older presence than the store had PRESENCE_HEAL_SECONDS ago, and no
-        newer than a tick ago, missed a presence message (lost, or skipped when the layer was
-        slow); messages only late under load are left to arrive. Each such room's presence now,
-        rendered once, goes to them. `seen` gets the store's sequences now."""
-        room_pages = cast(list[RoomPage], [page for page in pages if page.room_slug])
-        try:
-            sequences = await self.readers.run(
-                presence_sequences, sorted({page.room_slug for page in room_pages})
-            )
-        except Exception as error:
-            logger.warning("Cannot check presence: %s: %s", type(error).__name__, error)
-            return
-        due = seen[0] if len(seen) == seen.maxlen else {}
-        seen.append(sequences)
-        behind: dict[str, list[RoomPage]] = {}
-        for page in room_pages:
-            state = page.state
-            stuck, state.presence_checked = (
-                state.presence_seen == state.presence_checked,
-                state.presence_seen,
-            )
-            if stuck and state.presence_seen < due.get(page.room_slug or "", 0):
-                behind.setdefault(page.room_slug or "", []).append(page)
-        for room_slug, stale in behind.items():
-            logger.info("%d pages of %s missed presence; sending it whole", len(stale), room_slug)
-            self.spawn(self.send_presence_all(room_slug, stale))
-
-    async def send_presence_all(self, room_slug: str, pages: list[RoomPage]) -> None:
-        html, sequence = await self.readers.run(fragments.render_presence_all, room_slug)
-        frame = text_frame(html)
-        for page in pages:
-            if sequence > page.state.presence_seen:
-                page.state.presence_shown(sequence)
-                page.socket.send(frame)
-
-    async def close_pages(self, code: int) -> None:
-        """Close every room page of this process with `code` (they reconnect for a fresh list)."""
-        pages = self.room_pages()
-        await asyncio.gather(*(page.close(code=code) for page in pages), return_exceptions=True)
-
-    # Presence
-
-    def presence_tracker(self) -> Tracker:
-        if self.tracker is None:
-            self.tracker = Tracker(
-                stores.for_writing(),
-                on_change=self.presence_changed,
-                on_leaving=lambda members: self.readers.run(idle.mark_seen, members),
-            )
-        self.supervise("presence", self.tracker.run)
-        return self.tracker
-
-    async def presence_changed(self, changes: list[PresenceChange]) -> None:
-        """The tracker's callback: each room's change rendered (in a thread) and published
-        (from here) on its own, then the /rooms/ list refreshed (without waiting for it)."""
-        await asyncio.gather(*(self.announce(change) for change in changes))
-        self.spawn(self.room_list.refresh())  # at most once a second: the tracker goes on
-
-    async def announce(self, change: PresenceChange) -> None:
-        try:
-            html, members = await database_sync_to_async(fragments.render_presence_change)(change)
-        except Exception as error:  # the watch and the next snapshot show the truth
-            logger.warning("Presence not announced: %s: %s", type(error).__name__, error)
-            return
-        group = room_group(change.room_slug)
-        message: RoomPresenceChange = {
-            "type": PRESENCE_EVENT,
-            "group": group,
-            "sequence": change.sequence,
-            "members": members,
-            "html": html,
-        }
-        await publish.publish(group, message, what="presence")
-
-    # Tasks
-
-    def supervise(self, name: str, run: Run) -> None:
-        """Run `run()` as this core's task `name` unless it runs already; if it dies, log it,
-        count it and start it again."""
-        if self.closed or name in self.tasks:
-            return
-        task = self.loop.create_task(run(), name=f"liveroom {name}")
-        self.tasks[name] = task
-        task.add_done_callback(lambda task: self._ended(name, run, task))
-
-    def _ended(self, name: str, run: Run, task: asyncio.Task) -> None:
-        if self.tasks.get(name) is task:
-            del self.tasks[name]
-        if task.cancelled() or self.closed or task.exception() is None:
-            return  # stopped, or done (the watch ends with the last page)
-        self.restarts[name] += 1
-        metrics.live_task_restarts.labels(name).inc()
-        logger.error(
-            "Live task %r died (restart %d): %s",
-            name, self.restarts[name], task.exception(), exc_info=task.exception(),
-        )  # fmt: skip
-        self.loop.call_later(RESTART_SECONDS, self.supervise, name, run)
-
-    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = self.loop.create_task(coroutine)
-        self.handlers.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._handled)
-
-    def _handled(self, task: asyncio.Task) -> None:
-        self.handlers.discard(task)
-        if not task.cancelled() and (error := task.exception()):
-            logger.info("A page's message was not handled: %s: %s", type(error).__name__, error)
-
     async def aclose(self) -> None:
         """Stop every task and forget every page (pages themselves are closed by the server)."""
-        self.closed = True
-        tasks = [*self.tasks.values(), *self.handlers]
-        for task in tasks:
-            task.cancel()
-        tasks += self.snapshot_reads.cancel()
+        tasks = self.tasks.cancel() + self.snapshot_reads.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.tracker is not None:
-            await self.tracker.aclose()
-        for page in [page for pages in self.groups.values() for page in pages]:
-            metrics.open_pages.labels(page_kind(page)).dec()
-            if page.room_slug is not None:
+        await self.presence.aclose()
+        for room_pages in self.groups.values():
+            for page in room_pages:
+                metrics.open_pages.labels("room").dec()
                 fragments.member_lists.forget(page.room_slug)
-        metrics.rooms_served.dec(sum(1 for group in self.groups if group != ROOMS_GROUP))
+        for listeners in self.listeners.values():
+            metrics.open_pages.labels("rooms").dec(len(listeners))
+        metrics.rooms_served.dec(len(self.groups))
         self.groups.clear()
-        self.present.clear()
+        self.listeners.clear()
         self.list_frames.clear()
         self.readers.close()
-
-
-def page_kind(page: Page) -> str:
-    return "rooms" if page.room_slug is None else "room"
-
-
-def room_versions(slugs: set[str | None]) -> dict[str, int]:
-    return dict(Room.objects.filter(slug__in=slugs).values_list("slug", "version"))
 
 
 _cores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveCore]" = (

@@ -105,15 +105,15 @@ class PageState:
 
 
 class Page(Protocol):
-    """An open page as the LiveCore sees it: room pages have a `room_slug` and a `state`; the
-    /rooms/ page has neither and takes every message of its group as it is."""
+    """An open room page as the LiveCore sees it."""
 
     group_name: str
     socket: Socket
-    room_slug: str | None
+    room_slug: str
     member_id: int | None
     version: int
     ready: bool  # has its first list
+    state: PageState
 
     def triage(self, message: Message) -> Decision: ...
 
@@ -125,17 +125,17 @@ class Page(Protocol):
 
     async def send_snapshot(self, *, rewind: bool = False) -> None: ...
 
+    async def read_snapshot(self) -> Snapshot | None: ...
+
+    def show_own_change(self, snapshot: Snapshot) -> None: ...
+
     async def close(self, code: int | None = None) -> None: ...
 
     async def close_with_notice(self, notice: str) -> None: ...
 
 
-class RoomPage(Page, Protocol):
-    """A room page, as the LiveCore sees it when its own member changed or its presence is
-    behind."""
+class Listener(Protocol):
+    """A page that takes every message of its group as it is (the /rooms/ page)."""
 
-    state: PageState
-
-    async def read_snapshot(self) -> Snapshot | None: ...
-
-    def show_own_change(self, snapshot: Snapshot) -> None: ...
+    group_name: str
+    socket: Socket

@@ -1,4 +1,4 @@
-"""Whether Redis went away or was replaced, for the watch (liveroom/live/core.py).
+"""Whether Redis went away or was replaced, for the watch (liveroom/live/watch.py).
 
 Pub/sub keeps nothing: while Redis is unreachable, or across a restart, a process's pages lose
 changes. When Redis stops answering, pages are closed with TRY_AGAIN_LATER; when a new Redis
