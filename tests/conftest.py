@@ -14,7 +14,7 @@ from redis import Redis
 
 from liveroom.asgi import application
 from liveroom.presence import stores
-from liveroom.rooms.fragments import member_lists
+from liveroom.rooms.member_lists import member_lists
 from tests.browsers import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import Daphne, empty_database, server_environment
 

@@ -12,7 +12,7 @@ from liveroom.asgi import application
 from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
-from liveroom.rooms import fragments
+from liveroom.rooms import snapshots as snapshots_module
 from tests.conftest import join, new_member, open_socket, receive_snapshot, socket_headers
 from tests.htmx_model import RoomPage
 
@@ -147,9 +147,9 @@ async def test_renaming_in_another_tab_sends_this_tab_its_own_part_again() -> No
 
 async def test_a_rename_reads_one_snapshot_for_all_of_the_members_pages(monkeypatch) -> None:
     reads = []
-    snapshots = fragments.snapshots
+    snapshots = snapshots_module.snapshots
     monkeypatch.setattr(
-        fragments, "snapshots", lambda *args: reads.append(args) or snapshots(*args)
+        snapshots_module, "snapshots", lambda *args: reads.append(args) or snapshots(*args)
     )
     alice = await new_member("Alice")
     pages = [await open_socket(alice) for _ in range(30)]
@@ -281,7 +281,7 @@ async def test_pages_whose_shared_snapshot_read_fails_are_asked_to_retry(monkeyp
         raise OperationalError("connection refused")
 
     alice, bob = await new_member("Alice"), await new_member("Bob")
-    monkeypatch.setattr(fragments, "snapshots", unreachable)
+    monkeypatch.setattr(snapshots_module, "snapshots", unreachable)
     sockets = await asyncio.gather(open_socket(alice), open_socket(bob), open_socket(alice))
     for socket in sockets:
         assert await socket.receive_output(timeout=2) == {

@@ -21,7 +21,8 @@ from liveroom.live.messages import room_group
 from liveroom.live.page import FORWARD, HANDLE, HOLD, RELEASE, SKIP, PageState
 from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.models import Member, Room
-from liveroom.rooms import fragments
+from liveroom.rooms import member_lists as lists_module
+from liveroom.rooms import snapshots as snapshots_module
 from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
 
 # --- What a page makes of a message -------------------------------------------------------
@@ -211,7 +212,7 @@ async def test_rooms_opened_and_closed_leave_nothing_behind_in_the_core() -> Non
     await asyncio.gather(*(visit(index) for index in range(rooms)))
     await core.tasks.wait_one_off()  # the unsubscriptions under way
     assert (core.groups, core.list_frames, core.subscribed) == ({}, {}, {})
-    assert fragments.member_lists.rooms() == []
+    assert lists_module.member_lists.rooms() == []
 
 
 def make_members(count: int) -> list[str]:
@@ -259,9 +260,9 @@ async def test_a_member_whose_session_is_gone_is_refused(how: str) -> None:
 def list_renders(monkeypatch) -> list[str]:
     """The rooms whose member list is rendered from the database, one entry a render."""
     renders: list[str] = []
-    render = fragments.render_member_list
+    render = lists_module.render_member_list
     monkeypatch.setattr(
-        fragments,
+        lists_module,
         "render_member_list",
         lambda slug, *previous: renders.append(slug) or render(slug, *previous),
     )
@@ -297,7 +298,7 @@ async def test_pages_connecting_together_share_their_snapshot_reads(monkeypatch)
 
     reads: list[int] = []
     first_read_may_go = threading.Event()
-    snapshots = fragments.snapshots
+    snapshots = snapshots_module.snapshots
 
     def held_snapshots(slug, wanted):
         reads.append(len(wanted))
@@ -306,7 +307,7 @@ async def test_pages_connecting_together_share_their_snapshot_reads(monkeypatch)
         return snapshots(slug, wanted)
 
     monkeypatch.setattr(SnapshotReads, "read", counted_ask)
-    monkeypatch.setattr(fragments, "snapshots", held_snapshots)
+    monkeypatch.setattr(snapshots_module, "snapshots", held_snapshots)
     clients = [await new_member(f"Guest {i}") for i in range(13)]
     first, alice = clients[12], clients[0]
     sockets = [await open_socket(first)]
@@ -335,9 +336,11 @@ def test_page_loads_at_one_version_render_the_list_once(list_renders, client) ->
 @pytest.mark.django_db
 def test_a_new_version_renders_only_the_entries_that_changed(monkeypatch) -> None:
     rendered = []
-    render = fragments.render_entries
+    render = lists_module.render_entries
     monkeypatch.setattr(
-        fragments, "render_entries", lambda member: rendered.append(member.name) or render(member)
+        lists_module,
+        "render_entries",
+        lambda member: rendered.append(member.name) or render(member),
     )
     members = [Client() for _ in range(30)]
     for number, member in enumerate(members):

@@ -18,7 +18,7 @@ from liveroom.live.close_codes import NOT_A_MEMBER
 from liveroom.live.publish import RoomListRefresh
 from liveroom.models import Member, Room
 from liveroom.presence import stores
-from liveroom.rooms import cleanup, views
+from liveroom.rooms import cleanup
 from liveroom.rooms.cleanup import remove_empty_rooms
 from tests.conftest import open_socket, receive_snapshot, socket_headers
 
@@ -252,11 +252,9 @@ def test_an_empty_room_goes_after_the_delay_with_its_presence_keys(settings) -> 
 
 
 @pytest.mark.django_db
-def test_leaves_sweep_empty_rooms_now_and_then(settings, monkeypatch) -> None:
+def test_leaves_sweep_empty_rooms_now_and_then(settings) -> None:
     settings.LIVEROOM_EMPTY_ROOM_SECONDS = 60  # a sweep at most every 15 s
-    assert cleanup.sweep_interval() == 15
-    monkeypatch.setattr(cleanup, "sweeps", cleanup.Sweeps())
-    monkeypatch.setattr(views, "sweeps", cleanup.sweeps)
+    assert cleanup.sweep_interval() == 15  # and a new delay: the next chance sweeps
     alice = Client()
     join_room(alice, "chess", "Alice")
     assert alice.post("/room/chess/leave/").status_code == 302  # a sweep: too early for chess
@@ -269,15 +267,15 @@ def test_leaves_sweep_empty_rooms_now_and_then(settings, monkeypatch) -> None:
 
 
 @pytest.mark.django_db
-def test_a_sweep_deletes_the_sessions_past_their_expiry(settings, monkeypatch) -> None:
+def test_a_sweep_deletes_the_sessions_past_their_expiry(settings) -> None:
     settings.LIVEROOM_EMPTY_ROOM_SECONDS = 60
-    monkeypatch.setattr(cleanup, "sweeps", cleanup.Sweeps())
     alice, bob = Client(), Client()
     join_room(alice, "chess", "Alice")
     join_room(bob, "chess", "Bob")
     Session.objects.filter(session_key=bob.session.session_key).update(
         expire_date=timezone.now() - timedelta(seconds=1)
     )
+    cleanup.sweeps.next_sweep = 0  # an interval after the joins' own sweep
 
     cleanup.sweeps.now_and_then()
 

@@ -1,7 +1,9 @@
 import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from liveroom.models import Member, Room
 from tests.conftest import join
@@ -159,3 +161,12 @@ def test_the_admin_lists_members(admin_client: Client, alice: Client) -> None:
     response = admin_client.get("/admin/liveroom/member/")
     assert response.status_code == 200
     assert "Alice" in response.content.decode()
+
+
+def test_a_page_load_changes_nothing(settings, alice: Client, bob: Client) -> None:
+    settings.LIVEROOM_IDLE_REMOVAL_SECONDS = 60
+    Member.objects.filter(name="Bob").update(last_seen_at=timezone.now() - timedelta(hours=1))
+    version = Room.objects.get().version
+    assert alice.get("/room/").status_code == 200
+    assert list(Member.objects.values_list("name", flat=True)) == ["Alice", "Bob"]
+    assert Room.objects.get().version == version  # idle Bob goes with a sweep, not a GET

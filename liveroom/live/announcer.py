@@ -21,6 +21,14 @@ from liveroom.rooms import fragments, idle
 logger = logging.getLogger(__name__)
 
 
+def render_and_record(change: PresenceChange) -> tuple[str, list[int]]:
+    """The change rendered; the members who went away recorded as last seen now (idle removal
+    reads it)."""
+    if change.went_away:
+        idle.mark_seen(set(change.went_away))
+    return fragments.render_presence_change(change)
+
+
 class PresenceAnnouncer:
     def __init__(
         self, tasks: Supervisor, readers: Readers, room_list: publish.RoomListRefresh
@@ -61,7 +69,7 @@ class PresenceAnnouncer:
 
     async def announce(self, change: PresenceChange) -> None:
         try:
-            html, members = await database_sync_to_async(fragments.render_presence_change)(change)
+            html, members = await database_sync_to_async(render_and_record)(change)
         except Exception as error:  # the watch and the next snapshot show the truth
             logger.warning("Presence not announced: %s: %s", type(error).__name__, error)
             return

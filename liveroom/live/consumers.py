@@ -21,7 +21,7 @@ from liveroom.live.core import live_core
 from liveroom.live.messages import CHANGE_EVENT, CLOSED_EVENT, ROOMS_GROUP, Message, room_group
 from liveroom.live.page import Decision, PageState
 from liveroom.live.sockets import AsgiSocket, socket_for, text_frame
-from liveroom.rooms import fragments
+from liveroom.rooms import fragments, snapshots
 from liveroom.rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ class RoomConsumer(LivePage):
             current = (snapshot.version, snapshot.presence_sequence) == self.page_shows
             self.show(snapshot, whole=rewind or not (first and current), rewind=rewind)
 
-    async def read_snapshot(self, *, check_session: bool = False) -> fragments.Snapshot | None:
+    async def read_snapshot(self, *, check_session: bool = False) -> snapshots.Snapshot | None:
         """The room as this page's member sees it now; None (and the page closed) if the
         session is no member, or the database is down (the page is asked to retry)."""
         try:
@@ -215,7 +215,7 @@ class RoomConsumer(LivePage):
                 await self.close_with_notice("gone")
         return snapshot
 
-    def show_own_change(self, snapshot: fragments.Snapshot) -> None:
+    def show_own_change(self, snapshot: snapshots.Snapshot) -> None:
         """A snapshot read after this page's own member was renamed from another tab (one for
         all of that member's pages): if the rename is all the page lacks, its own part is
         enough (it marks the new entry as "you")."""
@@ -226,7 +226,7 @@ class RoomConsumer(LivePage):
         )
         self.show(snapshot, whole=not only_own)
 
-    def show(self, snapshot: fragments.Snapshot, *, whole: bool, rewind: bool = False) -> None:
+    def show(self, snapshot: snapshots.Snapshot, *, whole: bool, rewind: bool = False) -> None:
         """Send `snapshot`: the list (framed once for every page of the room at this version)
         if `whole`, then this page's own part."""
         if not self.state.shown(

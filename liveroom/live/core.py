@@ -44,7 +44,8 @@ from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.live.sockets import text_frame
 from liveroom.live.supervisor import Supervisor
 from liveroom.live.watch import Watch
-from liveroom.rooms import cleanup, fragments
+from liveroom.rooms import cleanup, fragments, snapshots
+from liveroom.rooms.member_lists import member_lists
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class LiveCore:
             return
         del self.groups[group]
         metrics.rooms_served.dec()
-        fragments.member_lists.forget(page.room_slug)
+        member_lists.forget(page.room_slug)
         self.list_frames.pop(page.room_slug, None)
         self.tasks.spawn(self.unsubscribe_if_unused(group))
 
@@ -304,14 +305,14 @@ class LiveCore:
 
     async def snapshot(
         self, page: Page, session_key: str, *, check_session: bool
-    ) -> fragments.Snapshot | None:
+    ) -> snapshots.Snapshot | None:
         """The room as `page`'s member sees it now, from this room's cached list while the
         room's version is the same."""
         snapshot = await self.snapshot_reads.read(
             page.room_slug, session_key, check_session=check_session
         )
         if page.group_name not in self.groups:  # the room's last page closed meanwhile
-            fragments.member_lists.forget(page.room_slug)
+            member_lists.forget(page.room_slug)
         return snapshot
 
     def list_frame(self, room_slug: str, members_html: str) -> bytes:
@@ -343,7 +344,7 @@ class LiveCore:
         for room_pages in self.groups.values():
             for page in room_pages:
                 metrics.open_pages.labels("room").dec()
-                fragments.member_lists.forget(page.room_slug)
+                member_lists.forget(page.room_slug)
         for listeners in self.listeners.values():
             metrics.open_pages.labels("rooms").dec(len(listeners))
         metrics.rooms_served.dec(len(self.groups))

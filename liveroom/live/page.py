@@ -14,7 +14,7 @@ from typing import Protocol
 
 from liveroom.live.messages import CLOSED_EVENT, PRESENCE_EVENT, Message
 from liveroom.live.sockets import Socket
-from liveroom.rooms.fragments import Snapshot
+from liveroom.rooms.snapshots import Snapshot
 
 
 class Decision(Enum):

@@ -3,7 +3,7 @@
 When thousands of pages connect at once (a server restarted under them, a class arriving), each
 page's snapshot would cost a few queries of its own. Instead a room has at most one read
 running in the reader threads (liveroom/live/readers.py); the pages that ask meanwhile wait for
-the next, which reads for all of them at once (liveroom/rooms/fragments.py `snapshots`): the
+the next, which reads for all of them at once (liveroom/rooms/snapshots.py): the
 sessions in one query, the members in another, the list once. Pages of one member asking at
 once share one snapshot. Different rooms read side by side.
 """
@@ -12,8 +12,8 @@ import asyncio
 import itertools
 
 from liveroom.live.readers import Readers
-from liveroom.rooms import fragments
-from liveroom.rooms.fragments import Snapshot, SnapshotWanted
+from liveroom.rooms import snapshots
+from liveroom.rooms.snapshots import Snapshot, SnapshotWanted
 
 MOST_IN_ONE_READ = 500  # sessions in one read's queries
 
@@ -49,7 +49,7 @@ class SnapshotReads:
                 if not waiting:
                     del self.waiting[room_slug]
                 try:
-                    found = await self.readers.run(fragments.snapshots, room_slug, list(batch))
+                    found = await self.readers.run(snapshots.snapshots, room_slug, list(batch))
                 except asyncio.CancelledError:
                     for future in batch.values():
                         future.cancel()

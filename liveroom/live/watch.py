@@ -25,6 +25,7 @@ from liveroom.live.sockets import text_frame
 from liveroom.live.supervisor import Supervisor
 from liveroom.presence import presence_sequences
 from liveroom.rooms import fragments
+from liveroom.rooms.member_lists import member_lists
 from liveroom.rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class Watch:
                 len(ahead), extra={"event": "database_behind_pages"},
             )  # fmt: skip
             for room_slug in {page.room_slug for page in ahead}:
-                fragments.member_lists.forget(room_slug)
+                member_lists.forget(room_slug)
             for page in ahead:
                 spawn(page.send_snapshot(rewind=True))
         if behind:

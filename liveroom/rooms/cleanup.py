@@ -15,11 +15,13 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils import timezone
 
 from liveroom.presence import stores
-from liveroom.rooms.fragments import member_lists
 from liveroom.rooms.idle import remove_idle_members
+from liveroom.rooms.member_lists import member_lists
 from liveroom.rooms.models import Room
 from liveroom.rooms.sessions import session_engine
 
@@ -91,4 +93,12 @@ class Sweeps:
             logger.warning("Sweep not done: %s: %s", type(error).__name__, error)
 
 
-sweeps = Sweeps()
+sweeps = Sweeps()  # the process's
+
+
+@receiver(setting_changed)
+def sweep_at_the_next_chance(*, setting: str, **kwargs: object) -> None:
+    """New delays (override_settings in a test) are swept by at the next chance."""
+    if setting in {"LIVEROOM_EMPTY_ROOM_SECONDS", "LIVEROOM_IDLE_REMOVAL_SECONDS"}:
+        with sweeps.lock:
+            sweeps.next_sweep = 0.0

@@ -1,7 +1,8 @@
 """Removing members who have been away for longer than LIVEROOM_IDLE_REMOVAL_SECONDS.
 
 A removal is a leave like any other: every page of the room sees the member go. It runs lazily
-whenever a room is used (its page, a join or a leave), and for every room from
+whenever a room changes (a join or a leave; a page load changes nothing), in each process's
+sweeps, and for every room from
 `manage.py remove_idle_members`, for cron.
 """
 

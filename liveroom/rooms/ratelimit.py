@@ -20,57 +20,63 @@ from liveroom.rooms.cache import count_hits
 logger = logging.getLogger(__name__)
 
 Rate = tuple[int, int]  # so many in so many seconds
-Window = tuple[int, int, int]  # allowed, seconds, the window's number
 
 
-def windows(name: str, rates: dict[str, Rate]) -> tuple[float, dict[str, Window]]:
-    """Now, and each subject's counter key in the current window of its rate."""
+def window_key(name: str, subject: str, window: int) -> str:
+    return f"ratelimit:{name}:{subject}:{window}"
+
+
+def count(name: str, rates: dict[str, Rate], *, keep_windows: int = 1) -> int:
+    """Count one more for each subject in its current window (kept for `keep_windows`
+    windows); 0 if all are within their limits in that window, else how long to wait."""
     now = time.time()
-    found = {}
+    keys = {}  # key -> (allowed, seconds, window)
     for subject, (allowed, seconds) in rates.items():
         window = int(now // seconds)
-        found[f"ratelimit:{name}:{subject}:{window}"] = (allowed, seconds, window)
-    return now, found
-
-
-def wait_for(now: float, counts: list[int], windows: list[Window], *, most: int = 0) -> int:
-    """Seconds until every subject is under its limit: 0 if none has more than `allowed`
-    plus `most` counted."""
+        keys[window_key(name, subject, window)] = (allowed, seconds, window)
+    try:
+        lifetimes = {key: seconds * keep_windows for key, (_, seconds, _) in keys.items()}
+        counts = count_hits(caches["default"], lifetimes)
+    except Exception as error:
+        store_unavailable(name, error)
+        return 0
     wait = 0
-    for used, (allowed, seconds, window) in zip(counts, windows, strict=True):
-        if used > allowed + most:
+    for used, (allowed, seconds, window) in zip(counts, keys.values(), strict=True):
+        if used > allowed:
             wait = max(wait, int((window + 1) * seconds - now) + 1)
     return wait
 
 
-def count(name: str, rates: dict[str, Rate]) -> int:
-    """Count one more for each subject; 0 if all are within their limits, else how long to
-    wait."""
-    now, keys = windows(name, rates)
+def recently_used_up(name: str, rates: dict[str, Rate]) -> int:
+    """Without counting: 0 if every subject has had fewer than its `allowed` in this window and
+    the one before together (counted with `keep_windows=2`), so that no span of `seconds` ever
+    holds more than `allowed`; else how long until one more is allowed."""
+    now = time.time()
+    subjects = []  # (allowed, seconds, window, this window's key, the last one's)
+    for subject, (allowed, seconds) in rates.items():
+        window = int(now // seconds)
+        subjects.append((allowed, seconds, window, window_key(name, subject, window),
+                         window_key(name, subject, window - 1)))  # fmt: skip
     try:
-        counts = count_hits(caches["default"], {key: w[1] for key, w in keys.items()})
+        found = caches["default"].get_many([key for *_, now_key, last_key in subjects
+                                            for key in (now_key, last_key)])  # fmt: skip
     except Exception as error:
-        logger.warning(
-            "Rate limit store unavailable, %s not limited: %s: %s",
-            name, type(error).__name__, error,
-        )  # fmt: skip
+        store_unavailable(name, error)
         return 0
-    return wait_for(now, counts, list(keys.values()))
+    wait = 0
+    for allowed, seconds, window, now_key, last_key in subjects:
+        this, last = int(found.get(now_key, 0)), int(found.get(last_key, 0))
+        if this + last >= allowed:
+            # The last window's go when this one ends; this one's, a window after.
+            ends = window + 1 if this < allowed else window + 2
+            wait = max(wait, int(ends * seconds - now) + 1)
+    return wait
 
 
-def used_up(name: str, rates: dict[str, Rate]) -> int:
-    """Without counting: 0 if every subject may have one more, else how long to wait."""
-    now, keys = windows(name, rates)
-    try:
-        found = caches["default"].get_many(list(keys))
-    except Exception as error:
-        logger.warning(
-            "Rate limit store unavailable, %s not limited: %s: %s",
-            name, type(error).__name__, error,
-        )  # fmt: skip
-        return 0
-    counts = [int(found.get(key, 0)) for key in keys]
-    return wait_for(now, counts, list(keys.values()), most=-1)
+def store_unavailable(name: str, error: Exception) -> None:
+    logger.warning(
+        "Rate limit store unavailable, %s not limited: %s: %s", name, type(error).__name__, error
+    )
 
 
 def too_many(request: HttpRequest, wait: int, limit: str = "membership") -> HttpResponse:

@@ -12,6 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends import db
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, SessionBase
+from django.contrib.sessions.models import Session
+from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
 
@@ -20,6 +22,25 @@ def session_engine() -> type[SessionBase]:
     """The SessionStore class of SESSION_ENGINE (this module's, unless a deployment names
     another)."""
     return import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+
+
+def live_sessions(session_keys: set[str]) -> set[str]:
+    """The keys the session store still has, unexpired: one query with the database engine."""
+    if not session_keys:
+        return set()
+    engine = session_engine()
+    if issubclass(engine, db.SessionStore):  # what SessionStore.load() checks
+        unexpired = Session.objects.filter(
+            session_key__in=session_keys, expire_date__gt=timezone.now()
+        )
+        return set(unexpired.values_list("session_key", flat=True))
+    live = set()
+    for session_key in session_keys:
+        store: SessionBase = engine(session_key)
+        store.load()  # an unknown or expired session leaves the store without a key
+        if store.session_key == session_key:
+            live.add(session_key)
+    return live
 
 
 class SessionStore(db.SessionStore):

@@ -4,15 +4,12 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from liveroom.presence import room_presence
-from liveroom.rooms.cleanup import sweeps
+from liveroom.rooms import cleanup
 from liveroom.rooms.forms import JoinForm
-from liveroom.rooms.fragments import (
-    member_lists,
-    presence_context,
-    render_own_entry,
-    rooms_page,
-)
+from liveroom.rooms.fragments import presence_context, render_own_entry
 from liveroom.rooms.idle import remove_idle_members
+from liveroom.rooms.listing import rooms_page
+from liveroom.rooms.member_lists import member_lists
 from liveroom.rooms.membership import member_join, member_leave
 from liveroom.rooms.models import Member, Room
 from liveroom.rooms.ratelimit import limit_membership_changes
@@ -42,7 +39,6 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     room = unsaved_room(slug)
-    remove_idle_members(room)
     me = membership(request, room)  # one query: the member and the room's version
     if me is None:
         return redirect(room.join_url)
@@ -85,7 +81,7 @@ def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     session_key = request.session.session_key
     assert session_key is not None  # just created if it was missing
     member_join(room_slug=room.slug, session_key=session_key, name=name)
-    sweeps.now_and_then()
+    cleanup.sweeps.now_and_then()
     return redirect(room.url())
 
 
@@ -96,7 +92,7 @@ def leave(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     remove_idle_members(room)
     if request.session.session_key:
         member_leave(room_slug=room.slug, session_key=request.session.session_key)
-    sweeps.now_and_then()
+    cleanup.sweeps.now_and_then()
     return redirect(room.join_url)
 
 

@@ -1,0 +1,131 @@
+"""Each room's member list as last rendered in this process, shared by every page load and
+snapshot while the room's version is the same (the database bumps it for every write of a
+member: migration 0004), so a thousand loads at one version render it once.
+"""
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.template.loader import render_to_string
+
+from liveroom.presence import RoomPresence
+from liveroom.rooms.fragments import ROOM_TEMPLATE, render_entries
+from liveroom.rooms.models import Member, Room
+
+
+@dataclass
+class MemberList:
+    """A room's members at one version, each entry rendered once online and once away."""
+
+    room_id: int
+    version: int
+    entries: dict[int, tuple[str, str]]  # member id -> (online, away), in list order
+    names: dict[int, str]  # member id -> the name its entries show
+    presence: RoomPresence | None = None  # of the latest `html`
+    html: str = ""
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+    def render(self, presence: RoomPresence) -> str:
+        """The whole list with `presence`, for a snapshot; presence changes cost a join, not a
+        render. Not thread-safe: through MemberLists.render."""
+        if presence != self.presence:
+            online = presence.online
+            entries = [both[member_id not in online] for member_id, both in self.entries.items()]
+            html = render_to_string(f"{ROOM_TEMPLATE}#rendered-members", {"entries": entries})
+            self.presence, self.html = presence, html.strip()
+        return self.html
+
+    def page_entries(self, presence: RoomPresence, me_id: int, me_html: str) -> str:
+        """The entries for the room page of member `me_id`, whose own entry is `me_html`."""
+        online = presence.online
+        return "".join(
+            me_html if member_id == me_id else both[member_id not in online]
+            for member_id, both in self.entries.items()
+        )
+
+
+class MemberLists:
+    """Each room's member list as last rendered in this process, shared by every page load and
+    snapshot while the room's version is the same: a thousand loads at one version render it
+    once. Renders run one at a time (they are CPU-bound: side by side they only take the event
+    loop's turns). At most `max_rooms` are kept, the least recently used going first; the live
+    transport forgets a room when its last page here closes."""
+
+    def __init__(self, max_rooms: int | None = None) -> None:
+        self.lock = threading.Lock()
+        self.lists: OrderedDict[str, MemberList] = OrderedDict()
+        self._max_rooms = max_rooms
+
+    @property
+    def max_rooms(self) -> int:
+        """LIVEROOM_CACHED_ROOMS, read when used (override_settings applies at once)."""
+        return self._max_rooms or settings.LIVEROOM_CACHED_ROOMS
+
+    def current(self, room_slug: str, room_id: int, version: int) -> MemberList:
+        """The room's list at `version` or later, never later than the database."""
+        with self.lock:
+            cached = self.lists.get(room_slug)
+            # The room id tells a room deleted and started again from the one that was cached.
+            if cached is None or cached.room_id != room_id:
+                cached = self.lists[room_slug] = render_member_list(room_slug)
+            elif cached.version < version or (
+                # Read before a newer list was cached, or the database went back (a restore)?
+                cached.version > version and room_version(room_id) < cached.version
+            ):  # entries of members unchanged since are reused
+                cached = self.lists[room_slug] = render_member_list(room_slug, cached)
+            self.lists.move_to_end(room_slug)
+            while len(self.lists) > self.max_rooms:
+                self.lists.popitem(last=False)
+            return cached
+
+    def render(self, member_list: MemberList, presence: RoomPresence) -> str:
+        with self.lock:
+            return member_list.render(presence)
+
+    def forget(self, room_slug: str) -> None:
+        with self.lock:
+            self.lists.pop(room_slug, None)
+
+    def rooms(self) -> list[str]:
+        with self.lock:
+            return list(self.lists)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.lists.clear()
+
+
+member_lists = MemberLists()  # the process's
+
+
+def render_member_list(room_slug: str, previous: MemberList | None = None) -> MemberList:
+    """The room's list now; an entry of `previous` (the same room at an earlier version) is
+    reused while its member's name is the same, so a join renders one entry, not the room."""
+    # One statement reads the members and the room version together, so the list is exactly
+    # the state at that version: later changes are newer, earlier ones are included.
+    rows = list(
+        Member.objects.filter(room__slug=room_slug).values_list(
+            "id", "name", "room_id", "room__version"
+        )
+    )
+    entries: dict[int, tuple[str, str]] = {}
+    names: dict[int, str] = {}
+    for member_id, name, _, _ in rows:
+        names[member_id] = name
+        if previous is not None and previous.names.get(member_id) == name:
+            entries[member_id] = previous.entries[member_id]
+        else:
+            entries[member_id] = render_entries(Member(pk=member_id, name=name))
+    room_id, version = rows[0][2:] if rows else (0, 0)
+    return MemberList(room_id, version, entries, names)
+
+
+def room_version(room_id: int) -> int:
+    """The room's version now (-1 if it is gone)."""
+    version = Room.objects.filter(pk=room_id).values_list("version", flat=True).first()
+    return -1 if version is None else version

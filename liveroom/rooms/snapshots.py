@@ -1,0 +1,62 @@
+"""Snapshots: the room as each page's member sees it, for many pages of one room read together
+(liveroom/live/snapshot_reads.py asks): a handful of queries and one list however many pages
+ask."""
+
+from dataclasses import dataclass
+
+from django.template.loader import render_to_string
+
+from liveroom.presence import room_presence
+from liveroom.rooms.fragments import ROOM_TEMPLATE, presence_context
+from liveroom.rooms.member_lists import MemberList, member_lists
+from liveroom.rooms.models import Member, Room
+from liveroom.rooms.sessions import live_sessions
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one page needs to show the room as it is now."""
+
+    version: int
+    presence_sequence: int
+    member_id: int
+    member_list: MemberList  # shared by every page of the room at this version
+    members_html: str  # the list: the same string for every page at this version and presence
+    own_html: str  # this page's own part
+
+
+SnapshotWanted = tuple[str, bool]  # a session key, and whether its session must be checked
+
+
+def snapshots(room_slug: str, wanted: list[SnapshotWanted]) -> dict[SnapshotWanted, Snapshot]:
+    """The room as each wanted session's member sees it, read together: a handful of queries
+    and one list however many pages ask. A session that is not a member (or, when it must be
+    checked, no longer a live session) has no snapshot."""
+    checked = live_sessions({key for key, check in wanted if check})
+    allowed = {key for key, check in wanted if key in checked or not check}
+    members = {
+        member.session_key: member
+        for member in Member.objects.filter(room__slug=room_slug, session_key__in=allowed)
+    }
+    if not members:
+        return {}
+    room_id, version = Room.objects.filter(slug=room_slug).values_list("id", "version").get()
+    presence = room_presence(room_slug)
+    member_list = member_lists.current(room_slug, room_id, version)
+    members_html = member_lists.render(member_list, presence)
+    found: dict[str, Snapshot] = {}
+    for session_key, me in members.items():
+        context = {"me": me, "count": member_list.count, "oob": True} | presence_context(presence)
+        found[session_key] = Snapshot(
+            version=member_list.version,
+            presence_sequence=presence.sequence,
+            member_id=me.pk,
+            member_list=member_list,
+            members_html=members_html,
+            own_html=render_to_string(f"{ROOM_TEMPLATE}#snapshot-you", context).strip(),
+        )
+    return {
+        (key, check): found[key]
+        for key, check in wanted
+        if key in found and (key in checked or not check)
+    }
