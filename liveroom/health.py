@@ -6,7 +6,7 @@
   LIVEROOM_READY_TIMEOUT seconds. 503 otherwise, with the reason in the body.
 
 Both are async views: they take no turn in the threads that serve the site's requests. Their
-successful answers stay out of the access log (liveroom/server/daphne.py).
+successful answers stay out of the access log (liveroom/server/).
 """
 
 import asyncio
@@ -20,10 +20,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from redis import asyncio as aioredis
 
-logger = logging.getLogger(__name__)
+from liveroom.wire import STATUS_EXTENSION
 
-# The scope extension through which liveroom's daphne shares its status (`draining`).
-STATUS_EXTENSION = "liveroom.server"
+logger = logging.getLogger(__name__)
 
 
 def answer(status: int, text: str) -> HttpResponse:

@@ -51,7 +51,7 @@ live_task_restarts = Counter(
     ["task"],
 )
 
-# The server's own (liveroom/server/daphne.py).
+# The server's own (liveroom/server/).
 requests_under_way = Gauge(
     "liveroom_server_requests_under_way",
     "Requests this process is working on, sockets' handshakes among them "
@@ -61,6 +61,13 @@ accept_pauses = Counter(
     "liveroom_server_accept_pauses_total",
     "Times this process stopped accepting connections with LIVEROOM_REQUESTS_AT_ONCE requests "
     "under way",
+)
+page_sockets = Counter(
+    "liveroom_page_sockets_total",
+    "Pages' sockets opened on this process, by how their frames are written: raw (liveroom's "
+    "server, a frame made once for many pages) or asgi (through ASGI, a page at a time: the "
+    "server's raw sockets are off, or it is another server)",
+    ["kind"],
 )
 admin_login_failures = Counter(
     "liveroom_admin_login_failures_total", "Failed sign-ins to the admin on this process"
@@ -77,3 +84,5 @@ for kind in ("room.change", "room.presence", "room.closed", "rooms.change"):
     changes_published.labels(kind)
 for kind in ("list", "own part"):
     snapshots_sent.labels(kind)
+for kind in ("raw", "asgi"):
+    page_sockets.labels(kind)

@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from liveroom.asgi import application
 from liveroom.live import supervisor
-from liveroom.live.close_codes import NOT_A_MEMBER
 from liveroom.live.core import live_core
 from liveroom.live.messages import room_group
 from liveroom.live.page import FORWARD, HANDLE, HOLD, RELEASE, SKIP, PageState
@@ -23,6 +22,7 @@ from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.models import Member, Room
 from liveroom.rooms import member_lists as lists_module
 from liveroom.rooms import snapshots as snapshots_module
+from liveroom.wire import NOT_A_MEMBER
 from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
 
 # --- What a page makes of a message -------------------------------------------------------

@@ -14,7 +14,7 @@ import requests
 import websockets
 from playwright.sync_api import Browser, expect
 
-from liveroom.live.close_codes import SERVICE_RESTART, TRY_AGAIN_LATER
+from liveroom.wire import SERVICE_RESTART, TRY_AGAIN_LATER
 from tests.browsers import Person, needs_chromium
 from tests.faults import PrivateRedis, TcpProxy
 from tests.servers import Daphne, Visitor, read_snapshot

@@ -18,9 +18,9 @@ from django.http import HttpResponse
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from liveroom.live.close_codes import NOT_A_MEMBER
 from liveroom.models import Member, Room
 from liveroom.rooms.membership import member_join
+from liveroom.wire import NOT_A_MEMBER
 from tests.conftest import new_member, open_socket, receive_snapshot
 from tests.htmx_model import RoomPage
 

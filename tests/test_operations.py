@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from liveroom import health
 from liveroom.logs import JsonFormatter, PlainFormatter
+from liveroom.wire import STATUS_EXTENSION
 from tests.conftest import open_room_page, open_socket
 from tests.servers import ROOT, free_port
 
@@ -62,7 +63,7 @@ async def test_readyz_says_503_while_the_server_drains() -> None:
     async def readyz(status: SimpleNamespace) -> tuple[int, bytes]:
         scope = {
             "type": "http", "method": "GET", "path": "/readyz", "query_string": b"",
-            "headers": [(b"host", b"localhost")], "extensions": {health.STATUS_EXTENSION: status},
+            "headers": [(b"host", b"localhost")], "extensions": {STATUS_EXTENSION: status},
         }  # fmt: skip
         response = await health.readyz(ASGIRequest(scope, io.BytesIO()))
         return response.status_code, response.content

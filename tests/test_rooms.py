@@ -14,12 +14,12 @@ from django.test import Client
 from django.utils import timezone
 
 from liveroom.asgi import application
-from liveroom.live.close_codes import NOT_A_MEMBER
 from liveroom.live.publish import RoomListRefresh
 from liveroom.models import Member, Room
 from liveroom.presence import stores
 from liveroom.rooms import cleanup
 from liveroom.rooms.cleanup import remove_empty_rooms
+from liveroom.wire import NOT_A_MEMBER
 from tests.conftest import open_socket, receive_snapshot, socket_headers
 
 

@@ -21,8 +21,8 @@ import pytest
 import websockets.sync.client
 from websockets.exceptions import ConnectionClosed
 
-from liveroom.server.daphne import LISTEN_BACKLOG, with_backlog
-from tests.servers import ROOT, Daphne, free_port, held_listener
+from liveroom.server.server import LISTEN_BACKLOG, with_backlog
+from tests.servers import ROOT, Daphne, Visitor, free_port, held_listener, read_snapshot
 
 
 def probe_server(tmp_path: Path, listener: socket.socket | None = None, **env: str) -> Daphne:
@@ -299,7 +299,7 @@ def run_python(code: str) -> str:
 def test_untested_library_versions_get_stock_daphne_and_a_log_line() -> None:
     output = run_python(
         "import logging; logging.basicConfig()\n"
-        "from liveroom.server.daphne import TESTED_WITH, raw_sockets_supported\n"
+        "from liveroom.server.versions import TESTED_WITH, raw_sockets_supported\n"
         "print(raw_sockets_supported(TESTED_WITH))\n"
         "print(raw_sockets_supported(TESTED_WITH | {'twisted': '99.1.0'}))\n"
     )
@@ -311,7 +311,7 @@ def test_untested_library_versions_get_stock_daphne_and_a_log_line() -> None:
 def test_the_installed_versions_are_the_tested_ones() -> None:
     # requirements.txt pins them; a lock upgrade that moves one fails here first.
     output = run_python(
-        "from liveroom.server.daphne import TESTED_WITH, installed_versions\n"
+        "from liveroom.server.versions import TESTED_WITH, installed_versions\n"
         "print(installed_versions() == TESTED_WITH)\n"
     )
     assert output.strip() == "True"
@@ -332,3 +332,19 @@ def test_importing_the_app_changes_no_library_class() -> None:
     assert loaded == "False"
     assert modules[:2] == ["daphne.ws_protocol", "daphne.server"]
     assert modules[2].startswith("twisted.internet.")
+
+
+def test_liveroom_pages_get_the_servers_raw_socket(server_env, start_server) -> None:
+    # The server and the application name the extension once (liveroom/wire.py); if they
+    # drifted, pages would still work, a frame per page, and only this would tell.
+    metrics_port = free_port()
+    metrics_address = {"LIVEROOM_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}"}
+    server = start_server(env=server_env | metrics_address)
+    alice = Visitor()
+    alice.join(server, "Alice")
+    with alice.open_socket(server) as page:
+        read_snapshot(page)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+    figures = dict(re.findall(r'^liveroom_page_sockets_total\{kind="(\w+)"\} (\S+)$',
+                              metrics.read().decode(), re.M))  # fmt: skip
+    assert figures == {"raw": "1.0", "asgi": "0.0"}

@@ -16,13 +16,13 @@ from django.db import DatabaseError
 from django.http.cookie import parse_cookie
 
 from liveroom import metrics
-from liveroom.live.close_codes import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from liveroom.live.core import live_core
 from liveroom.live.messages import CHANGE_EVENT, CLOSED_EVENT, ROOMS_GROUP, Message, room_group
 from liveroom.live.page import Decision, PageState
 from liveroom.live.sockets import AsgiSocket, socket_for, text_frame
 from liveroom.rooms import fragments, snapshots
 from liveroom.rooms.models import Room
+from liveroom.wire import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class LivePage(AsyncWebsocketConsumer):
 
     async def websocket_connect(self, message: dict) -> None:
         self.socket = socket_for(self.scope, self.base_send)
+        metrics.page_sockets.labels("asgi" if isinstance(self.socket, AsgiSocket) else "raw").inc()
         self.core = live_core()
         await super().websocket_connect(message)
 

@@ -10,7 +10,7 @@ import logging
 
 from redis import asyncio as aioredis
 
-from liveroom.live.close_codes import SERVICE_RESTART, TRY_AGAIN_LATER
+from liveroom.wire import SERVICE_RESTART, TRY_AGAIN_LATER
 
 logger = logging.getLogger(__name__)
 

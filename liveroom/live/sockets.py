@@ -1,7 +1,7 @@
 """A page's socket: where its frames are written.
 
 Under liveroom's daphne (`python -m liveroom.server`) each WebSocket scope carries a raw socket
-(liveroom/server/daphne.py) that writes a frame made once for many pages straight to the
+(liveroom/server/raw_socket.py) that writes a frame made once for many pages straight to the
 connection. Elsewhere (another ASGI server, the tests' WebsocketCommunicator) AsgiSocket takes the
 same frames and hands their text to the ASGI `send`, in order. Either way every write of a page
 goes through one `send(frame)`, framed by `text_frame`.
@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-SOCKET_EXTENSION = "liveroom.socket"  # the scope extension liveroom's daphne offers
+from liveroom.wire import SOCKET_EXTENSION
 
 
 class Socket(Protocol):

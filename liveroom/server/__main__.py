@@ -4,7 +4,7 @@
 limits below live in one place. Options given on the command line win over them.
 
 - Pages never send: a frame over 4 KiB from a client is not one of ours (daphne closes it).
-- Messages up to 4 MiB: on library versions without raw sockets (liveroom/server/daphne.py)
+- Messages up to 4 MiB: on library versions without raw sockets (liveroom/server/)
   outgoing messages pass autobahn's size check too, and a snapshot is about 100 bytes a member.
 - No socket age limit: daphne would close sockets older than its timeout with 1000, which htmx
   does not retry.
@@ -29,7 +29,7 @@ import os
 import re
 import sys
 
-from liveroom.server.daphne import LiveroomCommandLine
+from liveroom.server.cli import LiveroomCommandLine
 
 APPLICATION = "liveroom.asgi:application"
 DEFAULT_BACKLOG = 1024 * 1024
