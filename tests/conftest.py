@@ -13,7 +13,6 @@ from playwright.sync_api import Browser, sync_playwright
 from redis import Redis
 
 from liveroom.asgi import application
-from liveroom.presence import stores
 from liveroom.rooms.member_lists import member_lists
 from tests.browsers import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import Daphne, empty_database, server_environment
@@ -40,15 +39,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(autouse=True)
 def fresh_process_state(settings) -> Iterator[None]:
-    """Each test starts with nobody online. (Its event loop is new: so is its LiveCore, with no
-    cached lists.)"""
-    settings.LIVEROOM_KEY_PREFIX = "test-" + uuid.uuid4().hex[:8]  # presence kept in Redis
-    stores.reset()
+    """Each test starts with nobody online (a new key prefix: new presence stores), and no
+    cached lists. (Its event loop is new: so is its LiveCore.)"""
+    settings.LIVEROOM_KEY_PREFIX = prefix = "test-" + uuid.uuid4().hex[:8]
     member_lists.clear()  # ids start again from 1 in each test's database
     yield
     if settings.REDIS_URL:
-        delete_keys(settings.REDIS_URL, settings.LIVEROOM_KEY_PREFIX)
-    stores.reset()
+        delete_keys(settings.REDIS_URL, prefix)
 
 
 def delete_keys(redis_url: str, prefix: str) -> None:

@@ -19,12 +19,16 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from liveroom import metrics
 
 logger = logging.getLogger(__name__)
+
+MOST_ROOMS_KEPT = 10_000  # rooms' presence kept as last read (RedisStore.latest)
 
 
 @dataclass(frozen=True)
@@ -272,6 +276,8 @@ class RedisStore:
             pipe.hkeys(counts)
             found_sequence, members = pipe.execute()
         presence = RoomPresence(int(found_sequence or 0), frozenset(int(m) for m in members))
+        if len(self.latest) >= MOST_ROOMS_KEPT:
+            self.latest.clear()  # rooms come and go over days: start again, at no great cost
         self.latest[room_slug] = presence
         return presence
 
@@ -333,6 +339,14 @@ class Stores:
 
 
 stores = Stores()
+
+
+@receiver(setting_changed)
+def new_stores_for_new_settings(*, setting: str, **kwargs: object) -> None:
+    """Another Redis, key prefix or presence setting (override_settings in a test): the next
+    read makes stores for it."""
+    if setting in {"REDIS_URL", "LIVEROOM_KEY_PREFIX", "LIVEROOM_PRESENCE"}:
+        stores.reset()
 
 
 def read_store[T](read: Callable[[Store], T], nothing: T) -> T:
