@@ -40,11 +40,14 @@ test: $(VENV)/.dev chromium haproxy
 test-services: $(VENV)/.dev chromium haproxy
 	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The fan-out benchmark on PostgreSQL + Redis (slow: N up to 10,000); figures go to docs/.
+# The fan-out benchmark on PostgreSQL + Redis (slow: N up to 10,000); its results go to a dated
+# folder of docs/results/ (docs/performance.md).
+RESULTS := docs/results/$(shell date +%F)
 bench: $(VENV)/.dev
+	mkdir -p $(RESULTS)
 	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) \
-		$(BIN)/python -m bench.fanout --json docs/bench-results.json
-	$(BIN)/python -m bench.plot docs/bench-results.json docs/fanout-latency.svg
+		$(BIN)/python -m bench.fanout --json $(RESULTS)/fanout.json
+	$(BIN)/python -m bench.plot $(RESULTS)/fanout.json $(RESULTS)/fanout-latency.svg
 
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.
 chromium:

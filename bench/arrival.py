@@ -33,7 +33,7 @@ import aiohttp
 from yarl import URL
 
 from bench.fanout import production_environment
-from tests.servers import ROOT, Daphne, free_port
+from harness.servers import ROOT, Daphne, free_port
 
 STEP_SECONDS = 30
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from bench.fanout import production_environment
-from tests.browsers import CHROMIUM, CHROMIUM_ARGS
-from tests.servers import Daphne, Visitor, manage
+from harness.browsers import CHROMIUM, CHROMIUM_ARGS
+from harness.servers import Daphne, Visitor, manage
 
 # Test instruments, added by Playwright before the page's own scripts (not part of the page).
 INSTRUMENTS = """

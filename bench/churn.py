@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from tests.servers import Daphne, Visitor, read_snapshot, server_environment
+from harness.servers import Daphne, Visitor, read_snapshot, server_environment
 
 
 def resident_kib(pid: int) -> int:

@@ -34,7 +34,7 @@ from pathlib import Path
 import websockets
 from websockets.asyncio.client import connect
 
-from tests.servers import Daphne, Visitor, empty_database, server_environment
+from harness.servers import Daphne, Visitor, empty_database, server_environment
 
 PROBE = re.compile(r"probe-(\d+)-(\d+)")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.churn import resident_kib
 from bench.fanout import members_joined, production_environment
-from tests.servers import Daphne, Visitor
+from harness.servers import Daphne, Visitor
 
 CHANGES = 100
 

@@ -1,7 +1,7 @@
 """Draw fan-out latency against the number of open pages, as an SVG with no dependencies, and
-print the results as a Markdown table (the one in docs/performance.md).
+print the results as a Markdown table (as in docs/results/*/README.md).
 
-    python -m bench.plot docs/bench-results.json docs/fanout-latency.svg
+    python -m bench.plot RESULTS/fanout.json RESULTS/fanout-latency.svg   # `make bench` does
 """
 
 import json

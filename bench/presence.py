@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 
 from bench.fanout import Endpoint, join_members, open_room_socket
-from tests.servers import Daphne, empty_database, server_environment
+from harness.servers import Daphne, empty_database, server_environment
 
 ONLINE = re.compile(r'<p id="online-count"[^>]*>(\d+) online')
 

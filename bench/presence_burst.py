@@ -25,7 +25,7 @@ import aiohttp
 import redis
 
 from bench.fanout import members_joined, production_environment
-from tests.servers import Daphne, Visitor
+from harness.servers import Daphne, Visitor
 
 GRACE_SECONDS = 2.0
 PRESENCE = re.compile(r'id="presence-(\d+)" class="presence presence--(online|away)"')

@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.fanout import members_joined, percentile, production_environment
-from tests.servers import Daphne, Visitor
+from harness.servers import Daphne, Visitor
 
 STEP_SECONDS = 5.0
 

@@ -20,7 +20,7 @@ import time
 from http.cookies import SimpleCookie
 from pathlib import Path
 
-from tests.servers import server_environment
+from harness.servers import server_environment
 
 
 async def request(application, method: str, path: str, cookies: dict, body: bytes = b"") -> dict:

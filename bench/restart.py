@@ -39,7 +39,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.fanout import members_joined, percentile, production_environment
-from tests.servers import Daphne, held_listener
+from harness.servers import Daphne, held_listener
 
 RECONNECT_AFTER = {1006, 1011, 1012, 1013}
 OWN_PART = '<p id="connection"'  # a snapshot's own part opens with the indicator

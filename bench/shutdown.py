@@ -33,7 +33,7 @@ from bench.fanout import (
     production_environment,
     read_snapshot_size,
 )
-from tests.servers import Daphne, Visitor
+from harness.servers import Daphne, Visitor
 
 LIMIT_SECONDS = 5.0
 

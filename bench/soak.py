@@ -10,7 +10,7 @@ empty rooms removed 3 s after their last change (sweeps every second).
 
 For --minutes, in --rooms rooms:
 - --watchers members per room keep a page each, modelled as htmx swaps it
-  (tests/htmx_model.py). Every 5-20 s a page's connection drops (half with a close handshake,
+  (harness/htmx_model.py). Every 5-20 s a page's connection drops (half with a close handshake,
   half without); after up to a second it reconnects to the same URL as the htmx ws extension
   does, or reloads the page.
 - --churners people come and go as fast as they can: join a random room, open its page, stay
@@ -45,8 +45,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bench.churn import resident_kib
 from bench.fanout import production_environment
-from tests.htmx_model import RoomPage
-from tests.servers import Daphne, page_socket
+from harness.htmx_model import RoomPage
+from harness.servers import Daphne, page_socket
 
 SHORT_CLOCK = {
     "LIVEROOM_PRESENCE_GRACE_SECONDS": "1",

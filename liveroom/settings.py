@@ -114,6 +114,7 @@ TEMPLATES = [
 # Database: PostgreSQL through DATABASE_URL, otherwise a SQLite file.
 DATABASES = {
     "default": dj_database_url.config(
+        env="DATABASE_URL",
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_health_checks=True,
     )

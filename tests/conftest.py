@@ -12,10 +12,10 @@ from django.test import Client
 from playwright.sync_api import Browser, sync_playwright
 from redis import Redis
 
+from harness.browsers import CHROMIUM, CHROMIUM_ARGS
+from harness.servers import Daphne, empty_database, server_environment
 from liveroom.asgi import application
 from liveroom.rooms.member_lists import member_lists
-from tests.browsers import CHROMIUM, CHROMIUM_ARGS
-from tests.servers import Daphne, empty_database, server_environment
 
 USES_SERVICES = bool(os.environ.get("DATABASE_URL")) and bool(os.environ.get("REDIS_URL"))
 ORIGIN = "http://localhost"  # in ALLOWED_HOSTS when the ASGI app is built

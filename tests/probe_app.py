@@ -23,7 +23,7 @@ async def application(scope, receive, send) -> None:
     if scope["type"] == "lifespan":
         return
     if scope["type"] == "http":
-        body = b"ready"  # what tests/servers.Daphne waits for
+        body = b"ready"  # what harness/servers.Daphne waits for
         if scope["path"] == "/slow":  # its head at once, its body 2 s later
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"rea", "more_body": True})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT
+from harness.servers import ROOT
 
 
 def test_the_fanout_benchmark_runs_and_loses_nothing(tmp_path: Path) -> None:

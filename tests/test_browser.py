@@ -10,8 +10,8 @@ from threading import Thread
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browsers import Person, needs_chromium
-from tests.servers import ROOT, Daphne, Visitor
+from harness.browsers import Person, needs_chromium
+from harness.servers import ROOT, Daphne, Visitor
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 

@@ -13,8 +13,8 @@ import sys
 import pytest
 import requests
 
-from tests.proxy import haproxy_binary
-from tests.servers import COMPOSE, ROOT, compose_web_command, executable, free_port, load_compose
+from harness.proxy import haproxy_binary
+from harness.servers import COMPOSE, ROOT, compose_web_command, executable, free_port, load_compose
 
 VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
 

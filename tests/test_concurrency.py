@@ -2,7 +2,7 @@
 
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.servers import Visitor
+from harness.servers import Visitor
 
 
 def test_32_concurrent_joins_are_all_saved(start_server) -> None:

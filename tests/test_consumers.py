@@ -8,13 +8,13 @@ from channels.testing import WebsocketCommunicator
 from django.db import OperationalError
 from django.test import Client
 
+from harness.htmx_model import RoomPage
 from liveroom.asgi import application
 from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
 from liveroom.rooms import snapshots as snapshots_module
 from liveroom.wire import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from tests.conftest import join, new_member, open_socket, receive_snapshot, socket_headers
-from tests.htmx_model import RoomPage
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

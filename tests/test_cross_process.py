@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.servers import Visitor, read_snapshot
+from harness.servers import Visitor, read_snapshot
 
 pytestmark = pytest.mark.services
 

@@ -14,10 +14,10 @@ import requests
 import websockets
 from playwright.sync_api import Browser, expect
 
+from harness.browsers import Person, needs_chromium
+from harness.faults import PrivateRedis, TcpProxy
+from harness.servers import Daphne, Visitor, read_snapshot
 from liveroom.wire import SERVICE_RESTART, TRY_AGAIN_LATER
-from tests.browsers import Person, needs_chromium
-from tests.faults import PrivateRedis, TcpProxy
-from tests.servers import Daphne, Visitor, read_snapshot
 
 RETRY_CODES = {1006, 1011, SERVICE_RESTART, TRY_AGAIN_LATER}  # what htmx reconnects after
 

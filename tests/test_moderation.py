@@ -18,11 +18,11 @@ from django.http import HttpResponse
 from django.test import Client
 from prometheus_client import REGISTRY
 
+from harness.htmx_model import RoomPage
 from liveroom.models import Member, Room
 from liveroom.rooms.membership import member_join
 from liveroom.wire import NOT_A_MEMBER
 from tests.conftest import new_member, open_socket, receive_snapshot
-from tests.htmx_model import RoomPage
 
 PUSHED_WITHIN = 1.0  # the goal: a moderator's change is on every page within a second
 

@@ -15,11 +15,11 @@ from django.db import OperationalError
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
+from harness.servers import ROOT, free_port
 from liveroom import health
 from liveroom.logs import JsonFormatter, PlainFormatter
 from liveroom.wire import STATUS_EXTENSION
 from tests.conftest import open_room_page, open_socket
-from tests.servers import ROOT, free_port
 
 
 def sample(name: str, **labels: str) -> float:

@@ -15,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from redis import Redis
 
+from harness.htmx_model import RoomPage
 from liveroom.asgi import application
 from liveroom.live import watch
 from liveroom.live.messages import room_group
@@ -23,7 +24,6 @@ from liveroom.presence import room_presence, stores
 from liveroom.rooms import cleanup, fragments
 from liveroom.rooms.idle import remove_idle_members
 from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
-from tests.htmx_model import RoomPage
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

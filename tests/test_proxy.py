@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.proxy import HAProxy, LivePage, join, leave, members_in_database, replace
+from harness.servers import Daphne, compose_web_command, empty_database, free_port
 from tests.conftest import delete_keys
-from tests.proxy import HAProxy, LivePage, join, leave, members_in_database, replace
-from tests.servers import Daphne, compose_web_command, empty_database, free_port
 
 pytestmark = pytest.mark.services
 

@@ -15,11 +15,11 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.test import Client
 
+from harness.htmx_model import RoomPage
+from harness.servers import Daphne, Visitor
 from liveroom.models import Member, Room
 from liveroom.rooms.membership import member_join
 from tests.conftest import USES_SERVICES, join, open_room_page, open_socket, receive_snapshot
-from tests.htmx_model import RoomPage
-from tests.servers import Daphne, Visitor
 
 
 class Listener:

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.test import Client
 from ruamel.yaml import YAML
 
+from harness.servers import ROOT, SERVER_COMMAND, Visitor, read_snapshot
 from liveroom.asgi import application
 from liveroom.models import Member
 from liveroom.server.server import LISTEN_BACKLOG
@@ -32,7 +33,6 @@ from tests.conftest import (
     receive_snapshot,
     socket_headers,
 )
-from tests.servers import ROOT, SERVER_COMMAND, Visitor, read_snapshot
 
 HOSTILE_NAMES = [
     "<script>alert(1)</script>",

@@ -21,8 +21,8 @@ import pytest
 import websockets.sync.client
 from websockets.exceptions import ConnectionClosed
 
+from harness.servers import ROOT, Daphne, Visitor, free_port, held_listener, read_snapshot
 from liveroom.server.server import LISTEN_BACKLOG, with_backlog
-from tests.servers import ROOT, Daphne, Visitor, free_port, held_listener, read_snapshot
 
 
 def probe_server(tmp_path: Path, listener: socket.socket | None = None, **env: str) -> Daphne:

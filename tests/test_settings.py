@@ -2,7 +2,7 @@ import os
 import subprocess
 import sys
 
-from tests.servers import ROOT
+from harness.servers import ROOT
 
 
 def load_settings(**env: str) -> subprocess.CompletedProcess:

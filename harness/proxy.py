@@ -16,8 +16,8 @@ import psycopg
 import requests
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tests.htmx_model import RoomPage
-from tests.servers import ROOT, Daphne, free_port, page_socket, stop_process
+from harness.htmx_model import RoomPage
+from harness.servers import ROOT, Daphne, free_port, page_socket, stop_process
 
 CONFIG = ROOT / "deploy" / "haproxy.cfg"
 DISCOVERY = re.compile(r"^    server-template .*$", re.MULTILINE)

@@ -5,7 +5,7 @@ import shutil
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.servers import Daphne
+from harness.servers import Daphne
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

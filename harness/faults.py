@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from tests.servers import free_port
+from harness.servers import free_port
 
 
 class PrivateRedis:
