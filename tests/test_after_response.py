@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
 
+from harness.waiting import until
 from liveroom.live.after_response import send_after_response, sending_after_response
 
 
@@ -36,10 +37,7 @@ async def serve(view) -> list[str]:
         await sending_after_response(app)({"type": "http"}, None, send)
     except RuntimeError:
         events.append("request failed")
-    for _ in range(100):
-        if events[-1].startswith("sent"):
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: events[-1].startswith("sent"), within=5)
     return events
 
 

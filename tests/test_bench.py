@@ -81,6 +81,7 @@ def test_the_soak_benchmark_finds_every_page_right_and_nothing_left_behind() -> 
     assert ", 0 without an expiry" in output
 
 
+@pytest.mark.browser
 def test_the_browser_benchmark_runs() -> None:
     output = run_bench("bench.browser", "--members", "50", "--changes", "3")
     assert "50 members, a " in output

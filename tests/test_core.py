@@ -13,6 +13,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
+from harness.waiting import until
 from liveroom.asgi import application
 from liveroom.live import supervisor
 from liveroom.live.core import live_core
@@ -120,10 +121,7 @@ async def test_a_live_task_that_dies_is_logged_counted_and_started_again(
 
     with caplog.at_level(logging.ERROR, logger="liveroom.live.supervisor"):
         core.tasks.supervise("probe", dies_once)
-        for _ in range(100):
-            if len(runs) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: len(runs) == 2, within=5)
     assert (len(runs), core.tasks.restarts["probe"]) == (2, 1)
     assert "Live task 'probe' died (restart 1): injected" in caplog.text
     await core.aclose()

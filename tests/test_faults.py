@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, expect
 from harness.browsers import Person, needs_chromium
 from harness.faults import PrivateRedis, TcpProxy
 from harness.servers import Daphne, Visitor, read_snapshot
+from harness.waiting import eventually
 from liveroom.wire import SERVICE_RESTART, TRY_AGAIN_LATER
 
 RETRY_CODES = {1006, 1011, SERVICE_RESTART, TRY_AGAIN_LATER}  # what htmx reconnects after
@@ -152,9 +153,7 @@ def test_connections_leave_nothing_behind_in_redis(server_env, start_server, pri
         socket = alice.open_socket(server).__enter__()
         read_snapshot(socket)
         socket.socket.close()  # the tab vanishes: no close handshake
-    deadline = time.monotonic() + 10
-    while len(client.pubsub_channels()) > 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    eventually(lambda: len(client.pubsub_channels()) <= 1)
     # The room's group went with its last page; the hub's own channel stays with the process.
     assert len(client.pubsub_channels()) == 1
     assert client.dbsize() <= 2  # rate-limit counters only
@@ -181,10 +180,7 @@ def test_database_unreachable_gets_503_then_recovers(server_env, start_server) -
         assert closed_code(socket) == TRY_AGAIN_LATER  # the snapshot query failed: retry
 
     proxy.forward()
-    deadline = time.monotonic() + 20
-    while alice.http.get(f"{server.url}/room/", timeout=30).status_code != 200:
-        assert time.monotonic() < deadline, "did not recover by itself"
-        time.sleep(0.5)
+    eventually(lambda: alice.http.get(f"{server.url}/room/", timeout=30).status_code == 200, 20)
     assert Visitor().join(server, "Bob").status_code == 302
     proxy.close()
 

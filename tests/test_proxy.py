@@ -13,6 +13,7 @@ import requests
 
 from harness.proxy import HAProxy, LivePage, join, leave, members_in_database, replace
 from harness.servers import Daphne, compose_web_command, empty_database, free_port
+from harness.waiting import eventually
 from tests.conftest import delete_keys
 
 pytestmark = pytest.mark.services
@@ -51,8 +52,8 @@ class Site:
         everyone = {page.member_id for page in self.pages}
         for page in self.pages:
             page.watched = everyone
-        wait_for(lambda: all(page.names() == self.names() for page in self.pages), 20)
-        wait_for(lambda: all(self.all_online(page) for page in self.pages), 20)
+        eventually(lambda: all(page.names() == self.names() for page in self.pages), 20)
+        eventually(lambda: all(self.all_online(page) for page in self.pages), 20)
         for page in self.pages:  # from here on, nobody with a page open may show as away
             with page.lock:
                 page.shown_away.clear()
@@ -114,13 +115,6 @@ class Churn:
         self.thread.join(timeout=30)
 
 
-def wait_for(condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.1)
-
-
 def converged(site: Site) -> bool:
     names = site.names()
     return all(page.names() == names for page in site.pages)
@@ -140,7 +134,7 @@ def test_a_rolling_restart_loses_no_request_and_shows_nobody_away(site) -> None:
     churn.stop()
     assert len(churn.statuses) > 20
     assert set(churn.statuses) == {302}, churn.statuses
-    wait_for(lambda: converged(live), 15)
+    eventually(lambda: converged(live), 15)
     assert all(page.page.errors == [] for page in pages)
     assert [page.shown_away for page in pages] == [[] for _ in pages]
     assert any(1012 in page.codes for page in pages)  # they were restarted under the pages
@@ -153,7 +147,7 @@ def test_pages_of_a_process_killed_outright_reconnect_through_the_proxy(site) ->
     live.servers[0].process.wait()
     live.proxy.wait_until(lambda states: states["web1"] == "DOWN")
     assert join(requests.Session(), live.proxy.url, "After the crash") == 302
-    wait_for(lambda: converged(live), 20)
+    eventually(lambda: converged(live), 20)
     assert "After the crash" in pages[0].names()
     assert any(1006 in page.codes for page in pages)  # some were on the killed one
     assert all(page.page.errors == [] for page in pages)
@@ -181,7 +175,7 @@ def test_a_draining_process_gets_no_new_requests_or_sockets(site) -> None:
     time.sleep(0.5)
     live.servers[0].process.send_signal(signal.SIGTERM)
     live.servers[0].process.wait(timeout=10)
-    wait_for(lambda: all(page.socket.state.name == "OPEN" for page in pages), 15)
+    eventually(lambda: all(page.socket.state.name == "OPEN" for page in pages), 15)
     stopped.set()
     loader.join(timeout=10)
     assert failures == []
