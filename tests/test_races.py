@@ -149,7 +149,9 @@ def test_applying_the_same_join_twice_shows_the_member_once() -> None:
     page = RoomPage()
     page.apply('<ul id="members" hx-swap-oob="true"></ul>')
     bob = Member(pk=7, name="Bob")
-    joined = render_to_string("room.html#member-joined", {"member": bob, "count": 1, "oob": True})
+    joined = render_to_string(
+        "liveroom/room.html#member-joined", {"member": bob, "count": 1, "oob": True}
+    )
     page.apply(joined)
     page.apply(joined)
     assert page.names() == ["Bob"]

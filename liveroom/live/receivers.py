@@ -18,11 +18,11 @@ def on_room_changed(
     member: Member,
     change: str,
     count: int,
-    previous_name: str = "",
+    announcement: str,
     **kwargs: object,
 ) -> None:
     html = fragments.render_change(
-        room=room, member=member, change=change, count=count, previous_name=previous_name
+        room=room, member=member, change=change, count=count, announcement=announcement
     )
     group = room_group(room.slug)
     message: RoomChange = {
@@ -36,7 +36,7 @@ def on_room_changed(
     }
     what = f"member {member.pk} {change}, version {version}"
     send_after_response(publish.publish, group, message, what=what)
-    if change != "renamed":  # a rename changes no count on /rooms/
+    if change != "updated":  # what a member shows is not on /rooms/
         send_after_response(refresh_room_list)
 
 

@@ -85,8 +85,10 @@ class Watch:
     async def resync_pages(self, pages: list[Page]) -> None:
         """Bring every page to the database's version of its room, whoever wrote it: pages
         ahead of it (the database went back, as a restore does) get a snapshot at once; pages
-        behind it get one if they are still behind GAP_SECONDS later (a change's own message
-        is usually a moment away); pages of a room that is gone are told and closed."""
+        behind it get one if GAP_SECONDS later they are still behind and have shown nothing
+        new meanwhile (a change's own message is usually a moment away, and under load pages
+        that are being sent changes catch up by themselves); pages of a room that is gone are
+        told and closed."""
         shown = {page: page.version for page in pages}  # before the read: see below
         try:
             versions = await database_sync_to_async(room_versions)(
@@ -114,7 +116,7 @@ class Watch:
             elif version_shown > version:
                 ahead.append(page)
             elif version_shown < version:
-                behind.append((page, version))
+                behind.append((page, version_shown, version))
         if ahead:
             logger.warning(
                 "%d pages were ahead of the database (restored?); sending them its list",
@@ -127,11 +129,15 @@ class Watch:
         if behind:
             asyncio.get_running_loop().call_later(GAP_SECONDS, self.resync_still_behind, behind)
 
-    def resync_still_behind(self, behind: list[tuple[Page, int]]) -> None:
+    def resync_still_behind(self, behind: list[tuple[Page, int, int]]) -> None:
         """Pages that missed a change (lost, skipped, or written outside the app) get a
-        snapshot; pages the change reached meanwhile, or that closed, need nothing."""
-        missed = [page for page, version in behind
-                  if page.version < version and self.core.is_open(page)]  # fmt: skip
+        snapshot; pages the change reached meanwhile, pages still being sent changes, and pages
+        that closed need nothing (the next read looks again)."""
+        missed = [
+            page
+            for page, version_shown, version in behind
+            if version_shown == page.version < version and self.core.is_open(page)
+        ]
         if missed:
             logger.info("%d pages missed a change; sending them the whole list", len(missed))
             for page in missed:

@@ -1,5 +1,5 @@
-"""The HTML a page is sent: every fragment comes from a partial of templates/room.html (or
-rooms.html), the same partials that render the pages, so a pushed change and a page load cannot
+"""The HTML a page is sent: every fragment comes from a partial of templates/liveroom/room.html
+(or rooms.html), the same partials that render the pages, so a pushed change and a page load cannot
 drift apart. Rendering only (and the reads a fragment needs): the cached member lists are in
 member_lists.py, snapshots in snapshots.py, and sending is the live transport's business
 (liveroom/live/).
@@ -12,7 +12,7 @@ from liveroom.presence import PresenceChange, RoomPresence, room_presence
 from liveroom.rooms.listing import rooms_page
 from liveroom.rooms.models import Member, Room
 
-ROOM_TEMPLATE = "room.html"
+ROOM_TEMPLATE = "liveroom/room.html"
 
 
 def presence_context(presence: RoomPresence | None) -> dict:
@@ -24,14 +24,23 @@ def presence_context(presence: RoomPresence | None) -> dict:
     }
 
 
+# Each membership change, and the partial of room.html that shows it.
+CHANGE_PARTIALS = {
+    "joined": "member-joined",  # the entry added, the count, the announcement
+    "updated": "member-updated",  # the entry swapped (what it shows changed), the announcement
+    "left": "member-left",  # the entry deleted, the count, the announcement
+    "removed": "member-left",
+}
+
+
 def render_change(
-    *, room: Room, member: Member, change: str, count: int, previous_name: str = ""
+    *, room: Room, member: Member, change: str, count: int, announcement: str
 ) -> str:
-    """One membership change ("joined", "renamed", "left" or "removed") as out-of-band swaps."""
-    context = {"member": member, "count": count, "previous_name": previous_name, "oob": True}
-    # A new member has no page open yet; a renamed one keeps their state.
-    context |= presence_context(room_presence(room.slug) if change == "renamed" else None)
-    return render_to_string(f"{ROOM_TEMPLATE}#member-{change}", context).strip()
+    """One membership change (CHANGE_PARTIALS) as out-of-band swaps."""
+    context = {"member": member, "count": count, "announcement": announcement, "oob": True}
+    # A new member has no page open yet; an updated one keeps their state.
+    context |= presence_context(room_presence(room.slug) if change == "updated" else None)
+    return render_to_string(f"{ROOM_TEMPLATE}#{CHANGE_PARTIALS[change]}", context).strip()
 
 
 def render_presence_change(change: PresenceChange) -> tuple[str, list[int]]:
@@ -81,7 +90,7 @@ def render_presence_all(room_slug: str) -> tuple[str, int]:
 def render_room_list() -> str:
     """The first page of /rooms/ (the live one), as an out-of-band swap."""
     context = {"rooms": rooms_page(1), "oob": True}
-    return render_to_string("rooms.html#room-list", context).strip()
+    return render_to_string("liveroom/rooms.html#room-list", context).strip()
 
 
 def render_own_entry(me: Member, presence: RoomPresence) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
 from liveroom.presence import RoomPresence
 from liveroom.rooms.fragments import ROOM_TEMPLATE, render_entries
@@ -22,7 +23,7 @@ class MemberList:
     room_id: int
     version: int
     entries: dict[int, tuple[str, str]]  # member id -> (online, away), in list order
-    names: dict[int, str]  # member id -> the name its entries show
+    shown: dict[int, tuple]  # member id -> what its entries show (Member.SHOWN_FIELDS)
     presence: RoomPresence | None = None  # of the latest `html`
     html: str = ""
 
@@ -36,7 +37,9 @@ class MemberList:
         if presence != self.presence:
             online = presence.online
             entries = [both[member_id not in online] for member_id, both in self.entries.items()]
-            html = render_to_string(f"{ROOM_TEMPLATE}#rendered-members", {"entries": entries})
+            # Entries rendered from the template, names escaped.
+            context = {"members_html": mark_safe("".join(entries)), "oob": True}
+            html = render_to_string(f"{ROOM_TEMPLATE}#rendered-members", context)
             self.presence, self.html = presence, html.strip()
         return self.html
 
@@ -105,24 +108,27 @@ member_lists = MemberLists()  # the process's
 
 def render_member_list(room_slug: str, previous: MemberList | None = None) -> MemberList:
     """The room's list now; an entry of `previous` (the same room at an earlier version) is
-    reused while its member's name is the same, so a join renders one entry, not the room."""
+    reused while what its member shows is the same, so a join renders one entry, not the
+    room."""
+    fields = Member.SHOWN_FIELDS
     # One statement reads the members and the room version together, so the list is exactly
     # the state at that version: later changes are newer, earlier ones are included.
     rows = list(
         Member.objects.filter(room__slug=room_slug).values_list(
-            "id", "name", "room_id", "room__version"
+            "id", "room_id", "room__version", *fields
         )
     )
     entries: dict[int, tuple[str, str]] = {}
-    names: dict[int, str] = {}
-    for member_id, name, _, _ in rows:
-        names[member_id] = name
-        if previous is not None and previous.names.get(member_id) == name:
+    shown: dict[int, tuple] = {}
+    for member_id, _, _, *values in rows:
+        shown[member_id] = tuple(values)
+        if previous is not None and previous.shown.get(member_id) == shown[member_id]:
             entries[member_id] = previous.entries[member_id]
         else:
-            entries[member_id] = render_entries(Member(pk=member_id, name=name))
-    room_id, version = rows[0][2:] if rows else (0, 0)
-    return MemberList(room_id, version, entries, names)
+            member = Member(pk=member_id, **dict(zip(fields, values, strict=True)))
+            entries[member_id] = render_entries(member)
+    room_id, version = rows[0][1:3] if rows else (0, 0)
+    return MemberList(room_id, version, entries, shown)
 
 
 def room_version(room_id: int) -> int:

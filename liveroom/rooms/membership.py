@@ -1,4 +1,5 @@
-"""Joining, renaming, leaving, removing and closing: the domain's writes of memberships.
+"""Joining, changing what a member shows, leaving, removing and closing: the domain's writes of
+memberships.
 
 Each change finds the room's row and locks it in one statement, so changes in one room happen one
 at a time (no race on the one-membership-per-session rule), and is announced after commit with
@@ -6,8 +7,8 @@ the `room_changed` (or `room_closed`) signal. The database bumps the room's vers
 write of a member, these and any other (migration 0004's triggers); a change here reads the
 version back for its announcement rather than computing it again.
 
-Views call `member_join` and `member_leave` for a browser's own session; moderators (the admin)
-call `member_rename`, `member_remove` and `room_close`.
+Views call `member_join`, `member_show` and `member_leave` for a browser's own session;
+moderators (the admin) call `member_rename`, `member_remove` and `room_close`.
 """
 
 from functools import partial
@@ -16,6 +17,7 @@ from django.db import transaction
 from django.db.models import Count
 
 from liveroom.rooms.models import Member, Room
+from liveroom.rooms.shown import announcement
 from liveroom.rooms.signals import room_changed, room_closed
 
 
@@ -27,9 +29,22 @@ def member_join(*, room_slug: str, session_key: str, name: str) -> Member:
         member = room.members.filter(session_key=session_key).first()
         if member is None:
             member = Member.objects.create(room=room, session_key=session_key, name=name)
-            _announce(room, member, "joined")
-        elif member.name != name:
-            _rename(room, member, name)
+            _announce(room, member, "joined", f"{member.name} joined")
+        else:
+            _update(room, member, name=name)
+    return member
+
+
+def member_show(*, room_slug: str, session_key: str, **shown: object) -> Member | None:
+    """Change what the session's member shows (fields of Member.SHOWN_FIELDS, e.g.
+    `hand_raised=True`); every page of the room is told, with the change's announcement
+    (liveroom/rooms/shown.py). None if the session is no member of the room."""
+    with transaction.atomic():
+        room = Room.objects.select_for_update().filter(slug=room_slug).first()
+        member = room.members.filter(session_key=session_key).first() if room else None
+        if room is None or member is None:
+            return None
+        _update(room, member, **shown)
     return member
 
 
@@ -50,10 +65,8 @@ def member_rename(*, member_id: int, name: str) -> Member | None:
         locked = _lock_room_of(member_id)
         if locked is None:
             return None
-        room, member = locked
-        if member.name != name:
-            _rename(room, member, name)
-    return member
+        _update(*locked, name=name)
+    return locked[1]
 
 
 def member_remove(*, member_id: int) -> bool:
@@ -91,20 +104,30 @@ def _lock_room_of(member_id: int) -> tuple[Room, Member] | None:
     return (room, member) if member is not None else None
 
 
-def _rename(room: Room, member: Member, name: str) -> None:
-    previous_name, member.name = member.name, name
-    member.save(update_fields=["name"])
-    _announce(room, member, "renamed", previous_name=previous_name)
+def _update(room: Room, member: Member, **shown: object) -> None:
+    """Save the shown fields that differ; announce them as one "updated" change."""
+    unknown = set(shown) - set(Member.SHOWN_FIELDS)
+    if unknown:
+        raise TypeError(f"not fields a member shows: {', '.join(sorted(unknown))}")
+    before = {field: getattr(member, field) for field, value in shown.items()
+              if getattr(member, field) != value}  # fmt: skip
+    if not before:
+        return
+    for field in before:
+        setattr(member, field, shown[field])
+    member.save(update_fields=list(before))
+    _announce(room, member, "updated", announcement(member, before))
 
 
 def _delete(room: Room, member: Member, change: str) -> None:
     member_id = member.pk
     member.delete()
     member.pk = member_id  # the fragment still needs the id of the element to remove
-    _announce(room, member, change)
+    words = f"A moderator removed {member.name}" if change == "removed" else f"{member.name} left"
+    _announce(room, member, change, words)
 
 
-def _announce(room: Room, member: Member, change: str, previous_name: str = "") -> None:
+def _announce(room: Room, member: Member, change: str, words: str) -> None:
     """Announce `change` after commit, at the version the database gave the room for it."""
     room.version, count = (
         Room.objects.filter(pk=room.pk)
@@ -121,7 +144,7 @@ def _announce(room: Room, member: Member, change: str, previous_name: str = "") 
             member=member,
             change=change,
             count=count,
-            previous_name=previous_name,
+            announcement=words,
         ),
         robust=True,
     )

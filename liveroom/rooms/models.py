@@ -64,9 +64,15 @@ class Room(models.Model):
 
 
 class Member(models.Model):
-    """One browser session's membership of a room, under the name it chose."""
+    """One browser session's membership of a room, under the name it chose.
+
+    What every page shows of a member is SHOWN_FIELDS (liveroom/rooms/shown.py says how each
+    change of one is announced): they are read for the member list, an entry rendered for a
+    room version is reused while they are the same, and the database bumps the room's version
+    when one changes (the triggers of migration 0004 name them)."""
 
     NAME_MAX_LENGTH = 40
+    SHOWN_FIELDS = ("name",)
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="members")
     session_key = models.CharField(max_length=40)

@@ -81,7 +81,8 @@ def store_unavailable(name: str, error: Exception) -> None:
 
 def too_many(request: HttpRequest, wait: int, limit: str = "membership") -> HttpResponse:
     """The 429 page for `limit` ("membership" or "admin-login"), with Retry-After."""
-    response = render(request, "429.html", {"retry_after": wait, "limit": limit}, status=429)
+    context = {"retry_after": wait, "limit": limit}
+    response = render(request, "liveroom/429.html", context, status=429)
     response["Retry-After"] = str(wait)
     return response
 

@@ -3,9 +3,9 @@
 from django.dispatch import Signal
 
 # Sent once per membership change, after commit, with keyword arguments:
-#   room (Room), version (int, the room's version after the change), member (Member),
-#   change ("joined", "renamed", "left", or "removed" by a moderator), count (members after the
-#   change), previous_name (str, for "renamed").
+#   room (Room), version (int, the room's version after the change), member (Member, as after
+#   the change), change ("joined", "updated": what it shows changed, "left", or "removed" by a
+#   moderator), count (members after the change), announcement (str: what screen readers hear).
 room_changed = Signal()
 
 # Sent once when a moderator closes a room (its members and its row are gone), after commit,

@@ -58,7 +58,7 @@ def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
         "presence_sequence": presence.sequence,
         "name_max_length": Member.NAME_MAX_LENGTH,
     } | presence_context(presence)
-    return render(request, "room.html", context)
+    return render(request, "liveroom/room.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -68,12 +68,12 @@ def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
         room = unsaved_room(slug)  # the form needs no more of it than its name
         if membership(request, room) is not None:
             return redirect(room.url())
-        return render(request, "join.html", {"room": room, "form": JoinForm()})
+        return render(request, "liveroom/join.html", {"room": room, "form": JoinForm()})
 
     room = unsaved_room(slug)  # member_join finds it (or starts it), and locks it
     form = JoinForm(request.POST)
     if not form.is_valid():
-        return render(request, "join.html", {"room": room, "form": form}, status=400)
+        return render(request, "liveroom/join.html", {"room": room, "form": form}, status=400)
     if not request.session.session_key:
         request.session.create()
     remove_idle_members(room)
@@ -108,7 +108,7 @@ def rooms(request: HttpRequest) -> HttpResponse:
         error = ""
     return render(
         request,
-        "rooms.html",
+        "liveroom/rooms.html",
         {"rooms": rooms_page(request.GET.get("page")), "error": error},
         status=400 if error else 200,
     )
