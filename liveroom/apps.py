@@ -1,4 +1,12 @@
 from django.apps import AppConfig
+from django.db import connections
+from django.db.models.signals import post_migrate
+
+
+def install_triggers(*, using: str, **kwargs: object) -> None:
+    from liveroom.rooms import triggers
+
+    triggers.install(connections[using])
 
 
 class LiveroomConfig(AppConfig):
@@ -11,4 +19,6 @@ class LiveroomConfig(AppConfig):
         from liveroom.rooms.signals import room_changed, room_closed
 
         room_changed.connect(on_room_changed, dispatch_uid="liveroom.live.publish")
+        # The database's rule (liveroom/rooms/triggers.py), for the schema as migrated.
+        post_migrate.connect(install_triggers, sender=self, dispatch_uid="liveroom.triggers")
         room_closed.connect(on_room_closed, dispatch_uid="liveroom.live.publish-closed")
