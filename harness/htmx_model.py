@@ -110,7 +110,7 @@ class RoomPage:
             self.online_count = element.all_text()
         elif style == "outerHTML" and target == "my-name":
             self.my_name = element.all_text()
-        elif style == "outerHTML" and target in {"you", "connection"}:
+        elif style == "outerHTML" and target in {"you", "connection", "hand-form"}:
             pass  # the "you left from another tab" notice; the connection indicator
         elif style == "innerHTML" and target == "announcement":
             self.announcement = element.all_text()
@@ -125,6 +125,7 @@ class RoomPage:
 
     def _exists(self, dom_id: str) -> bool:
         fixed = {"members", "member-count", "my-name", "you", "connection", "announcement"}
+        fixed |= {"hand-form"}
         fixed |= {"online-count"}
         member = dom_id.replace("presence-", "member-", 1)
         return dom_id in fixed or member in self.members

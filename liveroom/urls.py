@@ -10,9 +10,11 @@ urlpatterns = [
     path("room/", views.room, name="room"),
     path("room/join/", views.join, name="join"),
     path("room/leave/", views.leave, name="leave"),
+    path("room/hand/", views.hand, name="hand"),
     path("room/<slug:slug>/", views.room, name="room"),
     path("room/<slug:slug>/join/", views.join, name="join"),
     path("room/<slug:slug>/leave/", views.leave, name="leave"),
+    path("room/<slug:slug>/hand/", views.hand, name="hand"),
     path("rooms/", views.rooms, name="rooms"),
     path("admin/login/", admin_login),  # before the admin's own: password guessing is refused
     path("admin/", admin.site.urls),

@@ -263,3 +263,27 @@ def test_a_member_of_one_room_is_invisible_in_another(browser: Browser, server: 
     assert bob.errors == []
     alice.close()
     bob.close()
+
+
+def test_a_hand_raised_shows_on_every_page_and_a_pushed_form_still_works(
+    browser: Browser, server: Daphne
+) -> None:
+    alice = Person(browser, server)
+    alice.join("Alice")
+    bob = Person(browser, server)
+    bob.join("Bob")
+    bob_tab = bob.open_tab()
+
+    bob.page.get_by_role("button", name="Raise your hand").click()
+    expect(alice.page.locator(".member", has_text="Bob").locator(".member__hand")).to_be_visible()
+    expect(alice.page.locator("#announcement")).to_have_text("Bob raised a hand")
+    # Bob's other tab got its hand form pushed (no token of its own) and still posts with one.
+    pressed = bob_tab.get_by_role("button", name="Raise your hand")
+    expect(pressed).to_have_attribute("aria-pressed", "true")
+    pressed.click()
+    expect(bob_tab).to_have_url(f"{server.url}/room/")
+    expect(alice.page.locator(".member", has_text="Bob").locator(".member__hand")).to_have_count(0)
+    expect(alice.page.locator("#announcement")).to_have_text("Bob lowered their hand")
+    assert alice.errors == bob.errors == []
+    alice.close()
+    bob.close()

@@ -33,9 +33,7 @@ CHANGE_PARTIALS = {
 }
 
 
-def render_change(
-    *, room: Room, member: Member, change: str, count: int, announcement: str
-) -> str:
+def render_change(*, room: Room, member: Member, change: str, count: int, announcement: str) -> str:
     """One membership change (CHANGE_PARTIALS) as out-of-band swaps."""
     context = {"member": member, "count": count, "announcement": announcement, "oob": True}
     # A new member has no page open yet; an updated one keeps their state.

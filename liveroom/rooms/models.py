@@ -6,7 +6,7 @@ from django.utils import timezone
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 # Path segments under /room/ that are pages, not rooms.
-RESERVED_SLUGS = frozenset({"join", "leave"})
+RESERVED_SLUGS = frozenset({"join", "leave", "hand"})
 
 
 class RoomQuerySet(models.QuerySet):
@@ -51,6 +51,10 @@ class Room(models.Model):
         return reverse(page) if self.is_default else reverse(page, kwargs={"slug": self.slug})
 
     @property
+    def hand_url(self) -> str:
+        return self.url("hand")
+
+    @property
     def join_url(self) -> str:
         return self.url("join")
 
@@ -69,14 +73,15 @@ class Member(models.Model):
     What every page shows of a member is SHOWN_FIELDS (liveroom/rooms/shown.py says how each
     change of one is announced): they are read for the member list, an entry rendered for a
     room version is reused while they are the same, and the database bumps the room's version
-    when one changes (the triggers of migration 0004 name them)."""
+    when one changes (the triggers name them: migration 0005)."""
 
     NAME_MAX_LENGTH = 40
-    SHOWN_FIELDS = ("name",)
+    SHOWN_FIELDS = ("name", "hand_raised")
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="members")
     session_key = models.CharField(max_length=40)
     name = models.CharField(max_length=NAME_MAX_LENGTH)
+    hand_raised = models.BooleanField(default=False, db_default=False)  # SQL inserts too
     joined_at = models.DateTimeField(auto_now_add=True)
     # When the member was last known to have a page open (or joined); idle removal reads it.
     last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)

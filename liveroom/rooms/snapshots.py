@@ -45,8 +45,10 @@ def snapshots(room_slug: str, wanted: list[SnapshotWanted]) -> dict[SnapshotWant
     member_list = member_lists.current(room_slug, room_id, version)
     members_html = member_lists.render(member_list, presence)
     found: dict[str, Snapshot] = {}
+    room = Room(slug=room_slug)  # its URLs, for the page's own forms
     for session_key, me in members.items():
-        context = {"me": me, "count": member_list.count, "oob": True} | presence_context(presence)
+        context = {"room": room, "me": me, "count": member_list.count, "oob": True}
+        context |= presence_context(presence)
         found[session_key] = Snapshot(
             version=member_list.version,
             presence_sequence=presence.sequence,

@@ -1,4 +1,4 @@
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -10,7 +10,7 @@ from liveroom.rooms.fragments import presence_context, render_own_entry
 from liveroom.rooms.idle import remove_idle_members
 from liveroom.rooms.listing import rooms_page
 from liveroom.rooms.member_lists import member_lists
-from liveroom.rooms.membership import member_join, member_leave
+from liveroom.rooms.membership import member_join, member_leave, member_show
 from liveroom.rooms.models import Member, Room
 from liveroom.rooms.ratelimit import limit_membership_changes
 
@@ -96,6 +96,24 @@ def leave(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     return redirect(room.join_url)
 
 
+@require_POST
+@limit_membership_changes
+def hand(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
+    """Raise (`raised=1`) or lower (`raised=0`) the session's hand; back to the room page."""
+    room = unsaved_room(slug)
+    raised = request.POST.get("raised")
+    if raised not in {"0", "1"}:
+        return HttpResponseBadRequest("raised must be 1 (raise the hand) or 0 (lower it).")
+    session_key = request.session.session_key
+    if (
+        not session_key
+        or member_show(room_slug=room.slug, session_key=session_key, hand_raised=raised == "1")
+        is None
+    ):
+        return redirect(room.join_url)  # not a member (any more): the join form says so
+    return redirect(room.url())
+
+
 @require_GET
 def rooms(request: HttpRequest) -> HttpResponse:
     """Every room with members, busiest first; ?name=... opens (or starts) a room."""
@@ -103,7 +121,7 @@ def rooms(request: HttpRequest) -> HttpResponse:
         if Room.is_valid_slug(name):
             return redirect(Room(slug=name).url())
         error = "Room names use lowercase letters, digits and hyphens (up to 50), and not "
-        error += "“join” or “leave”."
+        error += "“join”, “leave” or “hand”."
     else:
         error = ""
     return render(
