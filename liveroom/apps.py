@@ -14,6 +14,8 @@ class LiveroomConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from liveroom import checks  # noqa: F401  the template contract, registered
+
         # The domain announces changes; the live transport publishes them.
         from liveroom.live.receivers import on_room_changed, on_room_closed
         from liveroom.rooms.signals import room_changed, room_closed
