@@ -10,7 +10,7 @@ empty rooms removed 3 s after their last change (sweeps every second).
 
 For --minutes, in --rooms rooms:
 - --watchers members per room keep a page each, modelled as htmx swaps it
-  (harness/htmx_model.py). Every 5-20 s a page's connection drops (half with a close handshake,
+  (liveroom.testing). Every 5-20 s a page's connection drops (half with a close handshake,
   half without); after up to a second it reconnects to the same URL as the htmx ws extension
   does, or reloads the page.
 - --churners people come and go as fast as they can: join a random room, open its page, stay
@@ -45,8 +45,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bench.churn import resident_kib
 from bench.fanout import production_environment
-from harness.htmx_model import RoomPage
 from harness.servers import Daphne, page_socket
+from liveroom.testing.dom import Page
 
 SHORT_CLOCK = {
     "LIVEROOM_PRESENCE_GRACE_SECONDS": "1",
@@ -99,10 +99,10 @@ class Person:
         if response.status_code != 302:
             raise RuntimeError(f"POST {path} answered {response.status_code}")
 
-    def load(self) -> tuple[str, RoomPage]:
+    def load(self) -> tuple[str, Page]:
         """The room page: its socket's path, and its list as the browser shows it."""
         html = self.http.get(self.url(), timeout=30).text
-        page = RoomPage()
+        page = Page()
         page.apply(re.search(r'<ul id="members".*?</ul>', html, re.DOTALL)[0])
         return re.search(r'ws-connect="([^"]+)"', html)[1].replace("&amp;", "&"), page
 
@@ -171,8 +171,8 @@ class Watcher(threading.Thread):
 
     def shown(self) -> tuple[dict[str, str], set[str], list[str]]:
         with self.lock:
-            online = {dom_id for dom_id, state in self.page.presence.items() if state == "online"}
-            return dict(self.page.members), online, list(self.page.errors)
+            online = {dom_id for dom_id, state in self.page.presence().items() if state == "online"}
+            return self.page.entries(), online, list(self.page.errors)
 
 
 def churn(base: str, rooms: list[str], number: int, stopping: threading.Event) -> str:

@@ -16,8 +16,8 @@ import psycopg
 import requests
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from harness.htmx_model import RoomPage
 from harness.servers import ROOT, Daphne, free_port, page_socket, stop_process
+from liveroom.testing.dom import Page
 
 CONFIG = ROOT / "deploy" / "haproxy.cfg"
 DISCOVERY = re.compile(r"^    server-template .*$", re.MULTILINE)
@@ -123,7 +123,7 @@ class LivePage:
     def __init__(self, http: requests.Session, base: str) -> None:
         self.http = http
         self.base = base
-        self.page = RoomPage()
+        self.page = Page()
         self.codes: list[int] = []
         self.shown_away: list[str] = []  # members with pages that this page showed as away
         self.watched: set[str] = set()  # dom ids that must never show as away
@@ -163,7 +163,7 @@ class LivePage:
                     self.shown_away += [
                         dom_id
                         for dom_id in self.watched
-                        if self.page.presence.get(dom_id) == "away"
+                        if self.page.presence().get(dom_id) == "away"
                     ]
         except ConnectionClosed:
             pass
@@ -171,7 +171,7 @@ class LivePage:
 
     def names(self) -> list[str]:
         with self.lock:
-            return self.page.names()
+            return self.page.members()
 
     def close(self) -> None:
         self.stopped.set()

@@ -17,6 +17,10 @@ from harness.servers import Daphne, empty_database, server_environment
 from liveroom.asgi import application
 from liveroom.rooms.member_lists import member_lists
 
+# liveroom's own tests use its public test client and fixtures (docs/testing.md), as a project
+# built on it would; installed, liveroom registers them itself (the pytest11 entry point).
+pytest_plugins = ["liveroom.testing.plugin"]
+
 USES_SERVICES = bool(os.environ.get("DATABASE_URL")) and bool(os.environ.get("REDIS_URL"))
 ORIGIN = "http://localhost"  # in ALLOWED_HOSTS when the ASGI app is built
 

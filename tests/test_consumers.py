@@ -8,11 +8,11 @@ from channels.testing import WebsocketCommunicator
 from django.db import OperationalError
 from django.test import Client
 
-from harness.htmx_model import RoomPage
 from liveroom.asgi import application
 from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
 from liveroom.rooms import snapshots as snapshots_module
+from liveroom.testing import Page
 from liveroom.wire import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 from tests.conftest import join, new_member, open_socket, receive_snapshot, socket_headers
 
@@ -250,15 +250,15 @@ async def test_each_change_is_announced_once_for_screen_readers() -> None:
     socket = await open_socket(alice)
     await receive_snapshot(socket)
     bob = await new_member("Bob")
-    page = RoomPage()
+    page = Page()
     page.apply(await socket.receive_from())
-    assert page.announcement == "Bob joined"
+    assert page.text("#announcement") == "Bob joined"
     await sync_to_async(join)(bob, "Robert")
     page.apply(await socket.receive_from())
-    assert page.announcement == "Bob is now Robert"
+    assert page.text("#announcement") == "Bob is now Robert"
     await sync_to_async(bob.post)("/room/leave/")
     page.apply(await socket.receive_from())
-    assert page.announcement == "Robert left"
+    assert page.text("#announcement") == "Robert left"
     assert page.errors == []
     await socket.disconnect()
 

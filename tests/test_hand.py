@@ -7,8 +7,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test import Client
 
-from harness.htmx_model import RoomPage
 from liveroom.models import Member, Room
+from liveroom.testing import Page
 from tests.conftest import join, new_member, open_socket, receive_snapshot
 
 pytestmark = pytest.mark.django_db
@@ -67,20 +67,20 @@ async def test_every_page_shows_the_hand_and_hears_it(settings) -> None:
     settings.LIVEROOM_PRESENCE = True
     alice, bob = await new_member("Alice"), await new_member("Bob")
     alice_socket = await open_socket(alice)
-    page = RoomPage()
+    page = Page()
     page.apply(await receive_snapshot(alice_socket))
     bob_socket = await open_socket(bob)
     await receive_snapshot(bob_socket)
-    while page.state_of("Bob") != "online":
+    while page.presence_of("Bob") != "online":
         page.apply(await alice_socket.receive_from(timeout=5))
 
     await sync_to_async(bob.post)("/room/hand/", {"raised": "1"})
     messages = []
-    while page.announcement != "Bob raised a hand":
+    while page.text("#announcement") != "Bob raised a hand":
         messages.append(await alice_socket.receive_from(timeout=2))
         page.apply(messages[-1])
     assert hands(messages[-1]) == 1
-    assert page.state_of("Bob") == "online"  # an entry re-rendered keeps its presence
+    assert page.presence_of("Bob") == "online"  # an entry re-rendered keeps its presence
     own = ""
     while "hand-form" not in own:  # Bob's own page: its form, pressed
         own = await bob_socket.receive_from(timeout=2)

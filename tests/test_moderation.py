@@ -4,13 +4,11 @@ open page, and every page load, shows what the database says.
 
 Both CI passes run these: on SQLite and on PostgreSQL, each with its own triggers."""
 
-import asyncio
 import uuid
 from collections.abc import Callable
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import User
 from django.db import connection
@@ -18,11 +16,10 @@ from django.http import HttpResponse
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from harness.htmx_model import RoomPage
 from liveroom.models import Member, Room
 from liveroom.rooms.membership import member_join
+from liveroom.testing import Page, RoomPage, join
 from liveroom.wire import NOT_A_MEMBER
-from tests.conftest import new_member, open_socket, receive_snapshot
 
 PUSHED_WITHIN = 1.0  # the goal: a moderator's change is on every page within a second
 
@@ -118,31 +115,10 @@ def test_the_domain_announces_the_version_the_database_gave(room: Room) -> None:
 # Pages converge
 
 
-async def read_until(
-    socket: WebsocketCommunicator, page: RoomPage, done: Callable[[RoomPage], bool], within: float
-) -> list[str]:
-    """Apply the socket's messages to `page` until `done(page)`; the messages applied."""
-    messages: list[str] = []
-    async with asyncio.timeout(within):
-        while not done(page):
-            messages.append(await socket.receive_from(timeout=within))
-            page.apply(messages[-1])
-    assert not page.errors, page.errors
-    return messages
-
-
-async def open_page(client: Client) -> tuple[WebsocketCommunicator, RoomPage]:
-    socket = await open_socket(client)
-    page = RoomPage()
-    page.apply(await receive_snapshot(socket))
-    return socket, page
-
-
-async def close_code(socket: WebsocketCommunicator, within: float = PUSHED_WITHIN) -> int:
-    while True:
-        output = await socket.receive_output(timeout=within)
-        if output["type"] == "websocket.close":
-            return output["code"]
+async def closed(page: RoomPage, within: float = PUSHED_WITHIN) -> int | None:
+    """The code the server closed `page` with, once it has."""
+    await page.until(lambda page: page.close_code is not None, within)
+    return page.close_code
 
 
 @pytest.fixture
@@ -156,6 +132,11 @@ async def member_pk(name: str) -> int:
     return (await Member.objects.aget(name=name)).pk
 
 
+async def reload_shows(page: RoomPage) -> list[str]:
+    """The names a reload of `page` shows."""
+    return Page((await sync_to_async(page.client.get)("/room/")).content.decode()).members()
+
+
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 class TestModeration:
@@ -166,69 +147,60 @@ class TestModeration:
     def slow_watch(self, settings) -> None:
         settings.LIVEROOM_WATCH_INTERVAL = 60
 
-    async def test_a_member_deleted_in_the_admin_goes_from_every_page(self, moderator) -> None:
-        alice, bob = await new_member("Alice"), await new_member("Bob")
-        alice_socket, alice_page = await open_page(alice)
-        bob_socket, _ = await open_page(bob)
-        bob_id = await member_pk("Bob")
+    async def test_a_member_deleted_in_the_admin_goes_from_every_page(
+        self, moderator, room_page
+    ) -> None:
+        alice, bob = await room_page("Alice"), await room_page("Bob")
+        await alice.until(lambda page: page.members() == ["Alice", "Bob"])
 
-        response = await sync_to_async(moderator.post)(
-            f"/admin/liveroom/member/{bob_id}/delete/", {"post": "yes"}
-        )
-        assert response.status_code == 302
-        await read_until(alice_socket, alice_page, lambda p: "Bob" not in p.names(), PUSHED_WITHIN)
-        assert alice_page.count == "1 person here"
-        assert alice_page.announcement == "A moderator removed Bob"
-        notice = await bob_socket.receive_from(timeout=PUSHED_WITHIN)
-        assert "A moderator removed you from this room." in notice
-        assert 'href="/room/join/"' in notice  # the join form again
-        assert await close_code(bob_socket) == NOT_A_MEMBER
+        url = f"/admin/liveroom/member/{await member_pk('Bob')}/delete/"
+        assert (await sync_to_async(moderator.post)(url, {"post": "yes"})).status_code == 302
+        await alice.until(lambda page: page.members() == ["Alice"], PUSHED_WITHIN)
+        assert alice.text("#member-count") == "1 person here"
+        assert alice.text("#announcement") == "A moderator removed Bob"
+        assert await closed(bob) == NOT_A_MEMBER
+        assert bob.text("#you").startswith("A moderator removed you from this room.")
+        assert bob.select('#you a[href="/room/join/"]')  # the join form again
         # A reload shows the database's list; Bob's own reload asks him to join.
-        assert "Bob" not in (await sync_to_async(alice.get)("/room/")).content.decode()
-        assert (await sync_to_async(bob.get)("/room/"))["Location"] == "/room/join/"
+        assert await reload_shows(alice) == ["Alice"]
+        assert (await sync_to_async(bob.client.get)("/room/"))["Location"] == "/room/join/"
         entry = await LogEntry.objects.select_related("user").aget()
-        assert (entry.user.username, entry.action_flag, entry.object_repr) == (
-            "mod",
-            DELETION,
-            "Bob",
-        )
-        await alice_socket.disconnect()
+        logged = (entry.user.username, entry.action_flag, entry.object_repr)
+        assert logged == ("mod", DELETION, "Bob")
+        assert alice.errors == bob.errors == []
 
-    async def test_a_member_renamed_in_the_admin_is_renamed_on_every_page(self, moderator) -> None:
-        alice, carol = await new_member("Alice"), await new_member("Carol")
-        alice_socket, alice_page = await open_page(alice)
-        carol_socket, carol_page = await open_page(carol)
-        carol_id = await member_pk("Carol")
+    async def test_a_member_renamed_in_the_admin_is_renamed_on_every_page(
+        self, moderator, room_page
+    ) -> None:
+        alice, carol = await room_page("Alice"), await room_page("Carol")
+        await alice.until(lambda page: "Carol" in page.members())
 
-        response = await sync_to_async(moderator.post)(
-            f"/admin/liveroom/member/{carol_id}/change/", {"name": "Caroline"}
-        )
+        url = f"/admin/liveroom/member/{await member_pk('Carol')}/change/"
+        response = await sync_to_async(moderator.post)(url, {"name": "Caroline"})
         assert response.status_code == 302
-        await read_until(alice_socket, alice_page, lambda p: "Caroline" in p.names(), PUSHED_WITHIN)
-        assert alice_page.announcement == "Carol is now Caroline"
-        await read_until(carol_socket, carol_page, lambda p: p.my_name == "Caroline", PUSHED_WITHIN)
-        assert "Caroline" in (await sync_to_async(alice.get)("/room/")).content.decode()
+        await alice.until(lambda page: "Caroline" in page.members(), PUSHED_WITHIN)
+        assert alice.text("#announcement") == "Carol is now Caroline"
+        await carol.until(lambda page: page.text("#my-name") == "Caroline", PUSHED_WITHIN)
+        assert "Caroline" in await reload_shows(alice)
         entry = await LogEntry.objects.select_related("user").aget()
         assert entry.user.username == "mod"
         assert "Name" in entry.get_change_message()
-        for socket in (alice_socket, carol_socket):
-            await socket.disconnect()
 
-    async def test_a_rename_in_the_admin_follows_the_join_forms_rules(self, moderator) -> None:
-        await new_member("Alice")
-        alice_id = await member_pk("Alice")
-        response = await sync_to_async(moderator.post)(
-            f"/admin/liveroom/member/{alice_id}/change/", {"name": "A\u202eB"}
-        )
+    async def test_a_rename_in_the_admin_follows_the_join_forms_rules(
+        self, moderator, room_page
+    ) -> None:
+        await room_page("Alice")
+        url = f"/admin/liveroom/member/{await member_pk('Alice')}/change/"
+        response = await sync_to_async(moderator.post)(url, {"name": "A\u202eB"})
         assert response.status_code == 200
         assert "invisible formatting characters" in response.content.decode()
         assert await Member.objects.filter(name="Alice").aexists()
 
-    async def test_bulk_removal_in_the_admin_is_live_too(self, moderator) -> None:
-        alice = await new_member("Alice")
+    async def test_bulk_removal_in_the_admin_is_live_too(self, moderator, room_page) -> None:
+        alice = await room_page("Alice")
         for name in ("Bob", "Carol", "Dan"):
-            await new_member(name)
-        socket, page = await open_page(alice)
+            await room_page(name)
+        await alice.until(lambda page: len(page.members()) == 4)
         ids = [await member_pk(name) for name in ("Bob", "Carol", "Dan")]
 
         response = await sync_to_async(moderator.post)(
@@ -236,36 +208,31 @@ class TestModeration:
             {"action": "delete_selected", "_selected_action": ids, "post": "yes"},
         )
         assert response.status_code == 302
-        await read_until(socket, page, lambda p: p.names() == ["Alice"], PUSHED_WITHIN)
-        assert page.count == "1 person here"
+        await alice.until(lambda page: page.members() == ["Alice"], PUSHED_WITHIN)
+        assert alice.text("#member-count") == "1 person here"
         assert await LogEntry.objects.filter(action_flag=DELETION).acount() == 3
-        await socket.disconnect()
 
     async def test_a_room_closed_in_the_admin_tells_every_page_and_empties_it(
-        self, moderator
+        self, moderator, room_page
     ) -> None:
-        alice, bob = await new_member("Alice"), await new_member("Bob")
-        sockets = [(await open_page(alice))[0], (await open_page(bob))[0]]
+        pages = [await room_page("Alice"), await room_page("Bob")]
         room = await Room.objects.aget(slug=Room.DEFAULT_SLUG)
 
-        response = await sync_to_async(moderator.post)(
-            f"/admin/liveroom/room/{room.pk}/delete/", {"post": "yes"}
-        )
-        assert response.status_code == 302
-        for socket in sockets:
-            assert "This room has been closed." in await socket.receive_from(timeout=PUSHED_WITHIN)
-            assert await close_code(socket) == NOT_A_MEMBER
+        url = f"/admin/liveroom/room/{room.pk}/delete/"
+        assert (await sync_to_async(moderator.post)(url, {"post": "yes"})).status_code == 302
+        for page in pages:
+            assert await closed(page) == NOT_A_MEMBER
+            assert page.text("#you").startswith("This room has been closed.")
         assert not await Member.objects.aexists()
-        assert (await sync_to_async(alice.get)("/room/"))["Location"] == "/room/join/"
+        assert (await sync_to_async(pages[0].client.get)("/room/"))["Location"] == "/room/join/"
         assert await LogEntry.objects.filter(action_flag=DELETION, object_repr="lobby").aexists()
 
-    async def test_members_and_rooms_are_not_added_by_hand(self, moderator) -> None:
+    async def test_members_and_rooms_are_not_added_by_hand(self, moderator, room_page) -> None:
         for path in ("/admin/liveroom/member/add/", "/admin/liveroom/room/add/"):
             assert (await sync_to_async(moderator.get)(path)).status_code == 403
-        await new_member("Alice")
-        form = (await sync_to_async(moderator.get)(
-            f"/admin/liveroom/member/{await member_pk('Alice')}/change/"
-        )).content.decode()  # fmt: skip
+        await room_page("Alice")
+        url = f"/admin/liveroom/member/{await member_pk('Alice')}/change/"
+        form = (await sync_to_async(moderator.get)(url)).content.decode()
         assert 'name="name"' in form
         assert 'name="room"' not in form
         assert "session" not in form
@@ -283,67 +250,61 @@ class TestWritesOutsideTheApp:
     def fast_watch(self, settings) -> None:
         settings.LIVEROOM_WATCH_INTERVAL = self.INTERVAL
 
-    async def test_a_sql_rename_reaches_every_page_and_every_load(self) -> None:
-        alice, _ = await new_member("Alice"), await new_member("Carol")
-        socket, page = await open_page(alice)
-        await sync_to_async(alice.get)("/room/")  # the list is cached at this version
+    async def test_a_sql_rename_reaches_every_page_and_every_load(self, room_page) -> None:
+        alice = await room_page("Alice")
+        await room_page("Carol")
+        await alice.until(lambda page: "Carol" in page.members())
+        await reload_shows(alice)  # the list is cached at this version
 
-        await sync_to_async(sql)(
-            "UPDATE liveroom_member SET name = 'Caroline' WHERE name = 'Carol'"
-        )
-        assert "Caroline" in (await sync_to_async(alice.get)("/room/")).content.decode()
-        await read_until(socket, page, lambda p: "Caroline" in p.names(), self.INTERVAL + 1)
-        await socket.disconnect()
+        rename = "UPDATE liveroom_member SET name = 'Caroline' WHERE name = 'Carol'"
+        await sync_to_async(sql)(rename)
+        assert await reload_shows(alice) == ["Alice", "Caroline"]
+        await alice.until(lambda page: "Caroline" in page.members(), self.INTERVAL + 1)
 
-    async def test_a_sql_delete_reaches_every_page_and_the_deleted_members_own(self) -> None:
-        alice, bob = await new_member("Alice"), await new_member("Bob")
-        socket, page = await open_page(alice)
-        bob_socket, _ = await open_page(bob)
+    async def test_a_sql_delete_reaches_every_page_and_the_deleted_members_own(
+        self, room_page
+    ) -> None:
+        alice, bob = await room_page("Alice"), await room_page("Bob")
+        await alice.until(lambda page: "Bob" in page.members())
 
         await sync_to_async(sql)("DELETE FROM liveroom_member WHERE name = 'Bob'")
-        assert "Bob" not in (await sync_to_async(alice.get)("/room/")).content.decode()
-        await read_until(socket, page, lambda p: p.names() == ["Alice"], self.INTERVAL + 1)
-        assert "You are no longer in this room." in await bob_socket.receive_from(
-            timeout=self.INTERVAL + 1
-        )
-        assert await close_code(bob_socket) == NOT_A_MEMBER
+        assert await reload_shows(alice) == ["Alice"]
+        await alice.until(lambda page: page.members() == ["Alice"], self.INTERVAL + 1)
+        assert await closed(bob, self.INTERVAL + 1) == NOT_A_MEMBER
+        assert bob.text("#you").startswith("You are no longer in this room.")
         # Joining again shows Bob once, not twice.
-        await sync_to_async(bob.post)("/room/join/", {"name": "Bob"})
-        await read_until(socket, page, lambda p: "Bob" in p.names(), PUSHED_WITHIN)
-        assert page.names() == ["Alice", "Bob"]
-        await socket.disconnect()
+        await sync_to_async(join)(bob.client, "Bob")
+        await alice.until(lambda page: "Bob" in page.members(), PUSHED_WITHIN)
+        assert alice.members() == ["Alice", "Bob"]
 
-    async def test_a_restored_database_takes_the_pages_back_with_it(self) -> None:
-        alice, _ = await new_member("Alice"), await new_member("Bob")
-        socket, page = await open_page(alice)
+    async def test_a_restored_database_takes_the_pages_back_with_it(self, room_page) -> None:
+        alice = await room_page("Alice")
+        await room_page("Bob")
         backup = await sync_to_async(version)()
-        await new_member("Carol")  # after the backup
-        await read_until(socket, page, lambda p: "Carol" in p.names(), PUSHED_WITHIN)
+        await room_page("Carol")  # after the backup
+        await alice.until(lambda page: "Carol" in page.members(), PUSHED_WITHIN)
 
         def restore() -> None:  # the rows and the version as they were at the backup
             sql("DELETE FROM liveroom_member WHERE name = 'Carol'")
             sql("UPDATE liveroom_room SET version = %s", backup)
 
         await sync_to_async(restore)()
-        await read_until(socket, page, lambda p: "Carol" not in p.names(), self.INTERVAL + 1)
-        assert page.names() == ["Alice", "Bob"]
-        assert "Carol" not in (await sync_to_async(alice.get)("/room/")).content.decode()
+        await alice.until(lambda page: page.members() == ["Alice", "Bob"], self.INTERVAL + 1)
+        assert await reload_shows(alice) == ["Alice", "Bob"]
         # Changes after the restore reach the page, at the versions the database gives them.
-        await new_member("Dana")
-        await read_until(socket, page, lambda p: "Dana" in p.names(), PUSHED_WITHIN)
-        await socket.disconnect()
+        await room_page("Dana")
+        await alice.until(lambda page: "Dana" in page.members(), PUSHED_WITHIN)
 
-    async def test_a_room_deleted_with_sql_closes_its_pages(self) -> None:
-        alice = await new_member("Alice")
-        socket, _ = await open_page(alice)
+    async def test_a_room_deleted_with_sql_closes_its_pages(self, room_page) -> None:
+        alice = await room_page("Alice")
 
         def delete_room() -> None:
             sql("DELETE FROM liveroom_member")
             sql("DELETE FROM liveroom_room")
 
         await sync_to_async(delete_room)()
-        assert "This room has been closed." in await socket.receive_from(timeout=self.INTERVAL + 1)
-        assert await close_code(socket, within=1) == NOT_A_MEMBER
+        assert await closed(alice, self.INTERVAL + 1) == NOT_A_MEMBER
+        assert alice.text("#you").startswith("This room has been closed."), alice.messages
 
 
 # The admin's sign-in, now the door to moderation

@@ -15,7 +15,6 @@ from django.test import Client
 from django.utils import timezone
 from redis import Redis
 
-from harness.htmx_model import RoomPage
 from liveroom.asgi import application
 from liveroom.live import watch
 from liveroom.live.messages import room_group
@@ -23,6 +22,7 @@ from liveroom.models import Member, Room
 from liveroom.presence import room_presence, stores
 from liveroom.rooms import cleanup, fragments
 from liveroom.rooms.idle import remove_idle_members
+from liveroom.testing import Page
 from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -36,17 +36,15 @@ def presence_on(settings) -> None:
     settings.LIVEROOM_PRESENCE_GRACE_SECONDS = GRACE
 
 
-async def open_page(
-    client: Client, path: str = "/ws/room/"
-) -> tuple[WebsocketCommunicator, RoomPage]:
+async def open_page(client: Client, path: str = "/ws/room/") -> tuple[WebsocketCommunicator, Page]:
     socket = await open_socket(client, path=path)
-    page = RoomPage()
+    page = Page()
     page.apply(await receive_snapshot(socket))
     return socket, page
 
 
 async def read_until(
-    socket: WebsocketCommunicator, page: RoomPage, done: Callable[[RoomPage], bool]
+    socket: WebsocketCommunicator, page: Page, done: Callable[[Page], bool]
 ) -> None:
     """Apply the socket's messages to `page` until `done(page)` (within a few seconds)."""
     async with asyncio.timeout(3):
@@ -58,14 +56,14 @@ async def read_until(
 async def test_a_member_with_a_page_open_is_online_on_every_page() -> None:
     alice, bob = await new_member("Alice"), await new_member("Bob")
     alice_socket, alice_page = await open_page(alice)
-    assert alice_page.state_of("Bob") == "away"
-    await read_until(alice_socket, alice_page, lambda page: page.state_of("Alice") == "online")
-    assert alice_page.online_count == "1 online"
+    assert alice_page.presence_of("Bob") == "away"
+    await read_until(alice_socket, alice_page, lambda page: page.presence_of("Alice") == "online")
+    assert alice_page.text("#online-count") == "1 online"
 
     bob_socket, _ = await open_page(bob)
-    await read_until(alice_socket, alice_page, lambda page: page.state_of("Bob") == "online")
-    assert alice_page.online_count == "2 online"
-    assert alice_page.announcement == ""  # coming online is not announced
+    await read_until(alice_socket, alice_page, lambda page: page.presence_of("Bob") == "online")
+    assert alice_page.text("#online-count") == "2 online"
+    assert alice_page.text("#announcement") == ""  # coming online is not announced
     await alice_socket.disconnect()
     await bob_socket.disconnect()
 
@@ -75,8 +73,10 @@ async def test_two_tabs_are_one_member_and_closing_one_changes_nothing() -> None
     alice_socket, alice_page = await open_page(alice)
     first_tab, _ = await open_page(bob)
     second_tab, _ = await open_page(bob)
-    await read_until(alice_socket, alice_page, lambda page: page.online_count == "2 online")
-    assert alice_page.state_of("Bob") == "online"
+    await read_until(
+        alice_socket, alice_page, lambda page: page.text("#online-count") == "2 online"
+    )
+    assert alice_page.presence_of("Bob") == "online"
     assert await alice_socket.receive_nothing(timeout=0.3)  # one member, one change
 
     await first_tab.disconnect()
@@ -84,10 +84,10 @@ async def test_two_tabs_are_one_member_and_closing_one_changes_nothing() -> None
 
     await second_tab.disconnect()
     started = time.monotonic()
-    await read_until(alice_socket, alice_page, lambda page: page.state_of("Bob") == "away")
+    await read_until(alice_socket, alice_page, lambda page: page.presence_of("Bob") == "away")
     assert time.monotonic() - started >= GRACE * 0.9  # not before the grace period
-    assert alice_page.announcement == "Bob is away"
-    assert alice_page.online_count == "1 online"
+    assert alice_page.text("#announcement") == "Bob is away"
+    assert alice_page.text("#online-count") == "1 online"
     await alice_socket.disconnect()
 
 
@@ -95,11 +95,13 @@ async def test_a_reload_within_the_grace_period_is_not_seen_by_others() -> None:
     alice, bob = await new_member("Alice"), await new_member("Bob")
     alice_socket, alice_page = await open_page(alice)
     bob_socket, _ = await open_page(bob)
-    await read_until(alice_socket, alice_page, lambda page: page.online_count == "2 online")
+    await read_until(
+        alice_socket, alice_page, lambda page: page.text("#online-count") == "2 online"
+    )
 
     await bob_socket.disconnect()
     bob_socket, bob_page = await open_page(bob)
-    assert bob_page.state_of("Bob") == "online"
+    assert bob_page.presence_of("Bob") == "online"
     assert await alice_socket.receive_nothing(timeout=GRACE + 0.5)
     await alice_socket.disconnect()
     await bob_socket.disconnect()
@@ -110,12 +112,14 @@ async def test_presence_in_one_room_does_not_reach_another() -> None:
     await sync_to_async(alice.post)("/room/chess/join/", {"name": "Alice"})
     await sync_to_async(bob.post)("/room/go/join/", {"name": "Bob"})
     alice_socket, alice_page = await open_page(alice, "/ws/room/chess/")
-    await read_until(alice_socket, alice_page, lambda page: page.online_count == "1 online")
+    await read_until(
+        alice_socket, alice_page, lambda page: page.text("#online-count") == "1 online"
+    )
 
     bob_socket, bob_page = await open_page(bob, "/ws/room/go/")
-    await read_until(bob_socket, bob_page, lambda page: page.state_of("Bob") == "online")
+    await read_until(bob_socket, bob_page, lambda page: page.presence_of("Bob") == "online")
     assert await alice_socket.receive_nothing(timeout=0.3)
-    assert alice_page.names() == ["Alice"]
+    assert alice_page.members() == ["Alice"]
     await alice_socket.disconnect()
     await bob_socket.disconnect()
 
@@ -124,7 +128,7 @@ async def test_a_late_presence_message_brings_those_members_current_states() -> 
     alice = await new_member("Alice")
     alice_id = (await Member.objects.aget(name="Alice")).pk
     socket, page = await open_page(alice)
-    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    await read_until(socket, page, lambda page: page.presence_of("Alice") == "online")
     layer, group = get_channel_layer(), room_group(Room.DEFAULT_SLUG)
     sequence = room_presence(Room.DEFAULT_SLUG).sequence
 
@@ -164,7 +168,7 @@ async def test_going_away_records_when_the_member_was_last_seen() -> None:
         last_seen_at=timezone.now() - timedelta(days=1)
     )
     socket, page = await open_page(alice)
-    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    await read_until(socket, page, lambda page: page.presence_of("Alice") == "online")
     await socket.disconnect()
     await asyncio.sleep(GRACE + 0.5)
     seen = (await Member.objects.aget(name="Alice")).last_seen_at
@@ -175,12 +179,12 @@ async def test_idle_members_are_removed_lazily_and_every_page_sees_them_go(setti
     settings.LIVEROOM_IDLE_REMOVAL_SECONDS = 1
     alice, bob = await new_member("Alice"), await new_member("Bob")  # Bob opens no page
     socket, page = await open_page(alice)
-    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    await read_until(socket, page, lambda page: page.presence_of("Alice") == "online")
     await asyncio.sleep(1.2)  # both past the limit by the clock; Alice's page is open
 
     await sync_to_async(Client().get)("/room/")  # any use of the room
-    await read_until(socket, page, lambda page: page.names() == ["Alice"])
-    assert page.announcement == "Bob left"
+    await read_until(socket, page, lambda page: page.members() == ["Alice"])
+    assert page.text("#announcement") == "Bob left"
     assert await Member.objects.filter(name="Alice").aexists()
     response = await sync_to_async(bob.get)("/room/")
     assert response["Location"] == "/room/join/"  # Bob's session is out of the room
@@ -198,12 +202,12 @@ async def test_a_process_with_pages_open_sweeps_idle_members_and_empty_rooms_una
     await sync_to_async(carol.post)("/room/chess/join/", {"name": "Carol"})
     await sync_to_async(carol.post)("/room/chess/leave/")  # chess is empty from now
     socket, page = await open_page(alice)
-    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    await read_until(socket, page, lambda page: page.presence_of("Alice") == "online")
     settings.LIVEROOM_IDLE_REMOVAL_SECONDS = 1  # Bob has been away for longer
 
     # No request from here on: the live core's timer sweeps.
-    await read_until(socket, page, lambda page: page.names() == ["Alice"])
-    assert page.announcement == "Bob left"
+    await read_until(socket, page, lambda page: page.members() == ["Alice"])
+    assert page.text("#announcement") == "Bob left"
     await asyncio.sleep(2.5)  # two sweeps more, chess empty for longer than its second
     assert not await Room.objects.filter(slug="chess").aexists()
     assert await Room.objects.filter(slug=Room.DEFAULT_SLUG).aexists()  # Alice is in it
@@ -222,7 +226,7 @@ async def test_a_member_online_for_long_is_not_idle_the_moment_they_go_away(
 
     alice = await new_member("Alice")
     socket, page = await open_page(alice)
-    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    await read_until(socket, page, lambda page: page.presence_of("Alice") == "online")
     await Member.objects.filter(name="Alice").aupdate(  # online for a day and a bit
         last_seen_at=timezone.now() - timedelta(days=1)
     )
@@ -277,11 +281,11 @@ async def test_the_idle_command_says_when_it_cannot_remove_members(
 async def test_a_new_page_shows_presence_that_changed_after_the_list_was_rendered() -> None:
     alice, bob = await new_member("Alice"), await new_member("Bob")
     alice_socket, alice_page = await open_page(alice)  # renders the list: both away
-    await read_until(alice_socket, alice_page, lambda page: page.state_of("Alice") == "online")
+    await read_until(alice_socket, alice_page, lambda page: page.presence_of("Alice") == "online")
 
     bob_socket, bob_page = await open_page(bob)  # the same list, plus what changed since
-    assert bob_page.state_of("Alice") == "online"
-    assert bob_page.online_count == "1 online"
+    assert bob_page.presence_of("Alice") == "online"
+    assert bob_page.text("#online-count") == "1 online"
     await alice_socket.disconnect()
     await bob_socket.disconnect()
 
@@ -294,13 +298,13 @@ async def test_the_watch_heals_presence_a_page_never_got_a_message_for(
     alice = await new_member("Alice")
     await new_member("Bob")
     socket, page = await open_page(alice)
-    await read_until(socket, page, lambda page: page.state_of("Alice") == "online")
+    await read_until(socket, page, lambda page: page.presence_of("Alice") == "online")
     bob_id = await Member.objects.filter(name="Bob").values_list("id", flat=True).aget()
     # Bob comes online on another process whose message is lost: only the store knows.
     change = await stores.for_reading().update("lobby", "elsewhere", {bob_id}, set(), 60)
     assert change is not None
-    await read_until(socket, page, lambda page: page.state_of("Bob") == "online")
-    assert page.online_count == "2 online"
+    await read_until(socket, page, lambda page: page.presence_of("Bob") == "online")
+    assert page.text("#online-count") == "2 online"
     await socket.disconnect()
 
 
@@ -309,7 +313,9 @@ async def test_every_redis_key_left_after_pages_close_expires_by_itself(settings
     alice, bob = await new_member("Alice"), await new_member("Bob")
     alice_socket, alice_page = await open_page(alice)
     bob_socket, _ = await open_page(bob)
-    await read_until(alice_socket, alice_page, lambda page: page.online_count == "2 online")
+    await read_until(
+        alice_socket, alice_page, lambda page: page.text("#online-count") == "2 online"
+    )
     await bob_socket.disconnect()
     await alice_socket.disconnect()
     await asyncio.sleep(GRACE + 1)  # both went away: their entries are gone

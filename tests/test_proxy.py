@@ -60,7 +60,7 @@ class Site:
         return self.pages
 
     def all_online(self, page: LivePage) -> bool:
-        return all(page.page.presence.get(member) == "online" for member in page.watched)
+        return all(page.page.presence().get(member) == "online" for member in page.watched)
 
     def names(self) -> list[str]:
         return members_in_database(self.env)

@@ -15,10 +15,10 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.test import Client
 
-from harness.htmx_model import RoomPage
 from harness.servers import Daphne, Visitor
 from liveroom.models import Member, Room
 from liveroom.rooms.membership import member_join
+from liveroom.testing import Page
 from tests.conftest import USES_SERVICES, join, open_room_page, open_socket, receive_snapshot
 
 
@@ -28,7 +28,7 @@ class Listener:
     def __init__(self, server: Daphne, name: str) -> None:
         self.visitor = Visitor()
         assert self.visitor.join(server, name).status_code == 302
-        self.page = RoomPage()
+        self.page = Page()
         self._exit_stack = contextlib.ExitStack()
         self.socket = self._exit_stack.enter_context(self.visitor.open_socket(server))
         self.page.apply(self.socket.recv(timeout=10))
@@ -65,8 +65,8 @@ def database_list(visitor: Visitor, server: Daphne) -> list[str]:
 def assert_every_page_shows(listeners: list[Listener], names: list[str]) -> None:
     count = f"{len(names)} {'person' if len(names) == 1 else 'people'} here"
     for listener in listeners:
-        assert listener.page.names() == names
-        assert listener.page.count == count
+        assert listener.page.members() == names
+        assert listener.page.text("#member-count") == count
         assert listener.page.errors == []
 
 
@@ -121,9 +121,9 @@ async def test_a_join_between_page_render_and_socket_connect_is_in_the_snapshot(
 
     await sync_to_async(join)(Client(), "Bob")  # lands after the render, before the socket
     socket = await open_socket(alice)
-    room_page = RoomPage()
+    room_page = Page()
     room_page.apply(await receive_snapshot(socket))
-    assert room_page.names() == ["Alice", "Bob"]
+    assert room_page.members() == ["Alice", "Bob"]
     await socket.disconnect()
 
 
@@ -146,7 +146,7 @@ async def test_a_rolled_back_join_broadcasts_nothing() -> None:
 
 
 def test_applying_the_same_join_twice_shows_the_member_once() -> None:
-    page = RoomPage()
+    page = Page()
     page.apply('<ul id="members" hx-swap-oob="true"></ul>')
     bob = Member(pk=7, name="Bob")
     joined = render_to_string(
@@ -154,8 +154,8 @@ def test_applying_the_same_join_twice_shows_the_member_once() -> None:
     )
     page.apply(joined)
     page.apply(joined)
-    assert page.names() == ["Bob"]
-    assert page.count == "1 person here"
+    assert page.members() == ["Bob"]
+    assert page.text("#member-count") == "1 person here"
     # As in the browser, htmx drops the repeat for want of a target and says so.
     assert page.errors == ["htmx:oobErrorNoTarget #members:not(:has(#member-7))"]
 
@@ -170,7 +170,7 @@ async def test_a_page_that_missed_the_last_change_gets_the_whole_list_soon() -> 
     await Member.objects.acreate(room=room, session_key="d" * 32, name="Dana")
     await Room.objects.filter(pk=room.pk).aupdate(version=room.version + 1)
 
-    page = RoomPage()
+    page = Page()
     page.apply(await socket.receive_from(timeout=5))  # within two watch intervals: the list
-    assert page.names() == ["Alice", "Dana"]
+    assert page.members() == ["Alice", "Dana"]
     await socket.disconnect()

@@ -74,9 +74,7 @@ def test_the_worked_restyle_keeps_the_contract(override) -> None:
 
 @pytest.mark.browser
 @needs_chromium
-def test_the_worked_restyle_is_live_in_chromium(
-    browser: Browser, start_server, server_env
-) -> None:
+def test_the_worked_restyle_is_live_in_chromium(browser: Browser, start_server, server_env) -> None:
     cards_settings = {"DJANGO_SETTINGS_MODULE": "examples.cards.settings"}
     server: Daphne = start_server(env=server_env | cards_settings)
     alice = Person(browser, server)

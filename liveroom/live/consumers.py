@@ -210,8 +210,8 @@ class RoomConsumer(LivePage):
             await self.close(code=TRY_AGAIN_LATER)
             return None
         if snapshot is None:
-            if self.state.member_id is None:  # never had a list: refused, nothing to tell
-                await self.close(code=NOT_A_MEMBER)
+            if self.state.member_id is None and self.page_shows is None:
+                await self.close(code=NOT_A_MEMBER)  # no member's page: nothing to tell
             else:  # the membership went while the page was open, outside the app's writes
                 await self.close_with_notice("gone")
         return snapshot

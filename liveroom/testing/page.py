@@ -1,0 +1,125 @@
+"""A room page in a test: its HTML as the view renders it, then every message its socket gets,
+applied as the htmx WebSocket extension applies it (liveroom/testing/dom.py)."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from http.cookies import SimpleCookie
+
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+from django.utils.module_loading import import_string
+
+from liveroom.rooms.models import Room
+from liveroom.testing.dom import Document, Page
+
+
+def room_url(room: str, page: str = "room") -> str:
+    return Room(slug=room).url(page)
+
+
+def join(client: Client, name: str, room: str = Room.DEFAULT_SLUG) -> Client:
+    """`client` joins `room` as `name` through the join form (or renames itself there)."""
+    response = client.post(room_url(room, "join"), {"name": name})
+    if response.status_code != 302:
+        raise AssertionError(f"joining {room!r} as {name!r}: {response.status_code}")
+    return client
+
+
+def origin() -> str:
+    """An origin the socket's handshake accepts: the first plain host of ALLOWED_HOSTS."""
+    hosts = [host for host in settings.ALLOWED_HOSTS if host not in {"*"} and host[0] != "."]
+    return f"http://{hosts[0] if hosts else 'localhost'}"
+
+
+def socket_headers(client: Client) -> list[tuple[bytes, bytes]]:
+    """What a browser on the page sends when it opens the socket: the origin and the cookie."""
+    headers = [(b"origin", origin().encode())]
+    if (cookie := client.cookies.get(settings.SESSION_COOKIE_NAME)) is not None:
+        jar = SimpleCookie()
+        jar[settings.SESSION_COOKIE_NAME] = cookie.value
+        headers.append((b"cookie", jar.output(header="", sep=";").strip().encode()))
+    return headers
+
+
+class RoomPage(Page):
+    """One open room page. Open it with `await RoomPage.open(client)`; read it with `members()`,
+    `text(selector)`, `select(selector)`; wait for what it should show with
+    `await page.until(lambda page: ...)`; `await page.close()` when done."""
+
+    def __init__(self, client: Client, html: str, socket: WebsocketCommunicator) -> None:
+        super().__init__(html)
+        self.client = client
+        self.socket = socket
+        self.messages: list[str] = []  # every message applied, in order
+        self.close_code: int | None = None  # once the server closed the socket
+
+    @classmethod
+    async def open(
+        cls, client: Client, room: str = Room.DEFAULT_SLUG, application: object = None
+    ) -> "RoomPage":
+        """Load the room page as `client` (a member) and open the socket it names, through
+        the project's ASGI application (ASGI_APPLICATION unless `application` is given); the
+        page is returned once it is live (it has had its first message)."""
+        response = await sync_to_async(client.get)(room_url(room))
+        if response.status_code != 200:
+            raise AssertionError(f"the room page of {room!r}: {response.status_code} "
+                                 f"{response.get('Location', '')}")  # fmt: skip
+        html = response.content.decode()
+        live = Document(html).select_one("[ws-connect]")
+        if live is None:
+            raise AssertionError("the room page names no socket (ws-connect)")
+        app = application or import_string(settings.ASGI_APPLICATION)
+        socket = WebsocketCommunicator(app, live.get("ws-connect"), headers=socket_headers(client))
+        connected, _ = await socket.connect()
+        if not connected:
+            raise AssertionError("the room page's socket was refused")
+        page = cls(client, html, socket)
+        await page.until(lambda page: bool(page.messages), within=5)  # live from its first message
+        return page
+
+    # Messages
+
+    async def receive(self, within: float = 1) -> str | None:
+        """Apply the socket's next message; None if the server closed the socket."""
+        output = await self.socket.receive_output(within)
+        if output["type"] == "websocket.close":
+            self.close_code = output.get("code", 1000)
+            return None
+        text = output.get("text", "")
+        self.document.apply(text)
+        self.messages.append(text)
+        return text
+
+    async def until(
+        self, check: Callable[["RoomPage"], bool | Awaitable[bool]], within: float = 5
+    ) -> "RoomPage":
+        """Apply messages until `check(page)` holds; AssertionError with what the page showed
+        if it does not within `within` seconds."""
+        deadline = time.monotonic() + within
+        while not await _holds(check, self):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.close_code is not None:
+                raise AssertionError(
+                    f"not shown within {within} s: members {self.members()}, "
+                    f"errors {self.errors}, closed {self.close_code}, "
+                    f"last message {self.messages[-1:] or None}"
+                )
+            try:
+                await self.receive(within=left)
+            except TimeoutError:
+                continue
+        return self
+
+    async def close(self) -> None:
+        if self.close_code is None:
+            await self.socket.disconnect()
+
+
+async def _holds(check: Callable[[RoomPage], bool | Awaitable[bool]], page: RoomPage) -> bool:
+    result = check(page)
+    if asyncio.iscoroutine(result):
+        result = await result
+    return bool(result)
