@@ -64,6 +64,7 @@ def test_the_shutdown_benchmark_runs() -> None:
     assert "1 of 1 runs exited within 5 s with every page told 1012" in output
 
 
+@pytest.mark.slow
 def test_the_restart_benchmark_runs() -> None:
     output = run_bench("bench.restart", "--pages", "20", "--runs", "1")
     assert output.count("20 of 20 pages had their list again") == 2, output

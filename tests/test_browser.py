@@ -177,6 +177,7 @@ def test_a_page_on_another_site_cannot_read_the_member_list(
     alice.close()
 
 
+@pytest.mark.slow
 def test_the_connection_indicator_says_reconnecting_until_the_server_is_back(
     browser: Browser, start_server, server_env
 ) -> None:
