@@ -220,13 +220,18 @@ def test_the_rooms_page_shows_a_new_room_live(browser: Browser, server: Daphne) 
     watcher.close()
 
 
+def alice_and_bob(browser: Browser, server: Daphne) -> tuple[Person, Person]:
+    """Alice and Bob, each in a browser of their own, in the room."""
+    people = Person(browser, server), Person(browser, server)
+    for person, name in zip(people, ["Alice", "Bob"], strict=True):
+        person.join(name)
+    return people
+
+
 def test_two_tabs_are_one_member_who_goes_away_only_when_both_close(
     browser: Browser, server: Daphne, tmp_path: Path
 ) -> None:
-    alice = Person(browser, server)
-    alice.join("Alice")
-    bob = Person(browser, server)
-    bob.join("Bob")
+    alice, bob = alice_and_bob(browser, server)
     second_tab = bob.open_tab()
     expect(alice.presence_of("Bob")).to_have_text("online")
     expect(alice.page.locator("#online-count")).to_have_text("2 online")
@@ -269,10 +274,7 @@ def test_a_member_of_one_room_is_invisible_in_another(browser: Browser, server: 
 def test_a_hand_raised_shows_on_every_page_and_a_pushed_form_still_works(
     browser: Browser, server: Daphne
 ) -> None:
-    alice = Person(browser, server)
-    alice.join("Alice")
-    bob = Person(browser, server)
-    bob.join("Bob")
+    alice, bob = alice_and_bob(browser, server)
     bob_tab = bob.open_tab()
 
     bob.page.get_by_role("button", name="Raise your hand").click()
