@@ -1,28 +1,23 @@
 import os
 import uuid
 from collections.abc import Iterator
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
-from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.test import Client
 from playwright.sync_api import Browser, sync_playwright
 from redis import Redis
 
 from harness.browsers import CHROMIUM, CHROMIUM_ARGS
 from harness.servers import Daphne, empty_database, server_environment
-from liveroom.asgi import application
 from liveroom.rooms.member_lists import member_lists
+from liveroom.testing import join
 
 # liveroom's own tests use its public test client and fixtures (docs/testing.md), as a project
 # built on it would; installed, liveroom registers them itself (the pytest11 entry point).
 pytest_plugins = ["liveroom.testing.plugin"]
 
 USES_SERVICES = bool(os.environ.get("DATABASE_URL")) and bool(os.environ.get("REDIS_URL"))
-ORIGIN = "http://localhost"  # in ALLOWED_HOSTS when the ASGI app is built
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -58,65 +53,14 @@ def delete_keys(redis_url: str, prefix: str) -> None:
             redis.delete(*keys)
 
 
-def join(client: Client, name: str) -> None:
-    response = client.post("/room/join/", {"name": name})
-    assert response.status_code == 302, response.content
-
-
 @pytest.fixture
 def alice(db: None) -> Client:
-    client = Client()
-    join(client, "Alice")
-    return client
+    return join(Client(), "Alice")
 
 
 @pytest.fixture
 def bob(db: None) -> Client:
-    client = Client()
-    join(client, "Bob")
-    return client
-
-
-def socket_headers(client: Client, origin: str = ORIGIN) -> list[tuple[bytes, bytes]]:
-    """The headers a browser on the room page sends when it opens the WebSocket."""
-    headers = [(b"origin", origin.encode())]
-    cookie = client.cookies.get(settings.SESSION_COOKIE_NAME)
-    if cookie is not None:
-        jar = SimpleCookie()
-        jar[settings.SESSION_COOKIE_NAME] = cookie.value
-        headers.append((b"cookie", jar.output(header="", sep=";").strip().encode()))
-    return headers
-
-
-async def new_member(name: str) -> Client:
-    client = Client()
-    await sync_to_async(join)(client, name)
-    return client
-
-
-async def open_socket(
-    client: Client, origin: str = ORIGIN, path: str = "/ws/room/"
-) -> WebsocketCommunicator:
-    """A room page's socket (the default room's unless `path` says), through the ASGI app."""
-    communicator = WebsocketCommunicator(application, path, headers=socket_headers(client, origin))
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
-
-
-async def receive_snapshot(socket: WebsocketCommunicator, within: float = 1) -> str:
-    """A page's snapshot as every server sends it: the room's list, then the page's own part."""
-    members = await socket.receive_from(timeout=within)
-    assert members.startswith('<ul id="members"'), members[:100]
-    return members + await socket.receive_from(timeout=within)
-
-
-async def open_room_page(name: str) -> tuple[Client, WebsocketCommunicator]:
-    """A new member with an open room page that has had its first list."""
-    client = await new_member(name)
-    socket = await open_socket(client)
-    await receive_snapshot(socket)
-    return client, socket
+    return join(Client(), "Bob")
 
 
 # Per module, not per session: Playwright's sync API keeps an event loop running in this thread

@@ -12,9 +12,8 @@ from liveroom.asgi import application
 from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
 from liveroom.rooms import snapshots as snapshots_module
-from liveroom.testing import Page
+from liveroom.testing import Page, join, new_member, open_socket, receive_snapshot, socket_headers
 from liveroom.wire import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
-from tests.conftest import join, new_member, open_socket, receive_snapshot, socket_headers
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -23,8 +23,8 @@ from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.models import Member, Room
 from liveroom.rooms import member_lists as lists_module
 from liveroom.rooms import snapshots as snapshots_module
+from liveroom.testing import new_member, open_socket, receive_snapshot, socket_headers
 from liveroom.wire import NOT_A_MEMBER
-from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
 
 # --- What a page makes of a message -------------------------------------------------------
 

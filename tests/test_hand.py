@@ -8,8 +8,7 @@ from django.db import connection
 from django.test import Client
 
 from liveroom.models import Member, Room
-from liveroom.testing import Page
-from tests.conftest import join, new_member, open_socket, receive_snapshot
+from liveroom.testing import Page, join, new_member, open_socket, receive_snapshot
 
 pytestmark = pytest.mark.django_db
 

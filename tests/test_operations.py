@@ -18,8 +18,8 @@ from prometheus_client import REGISTRY
 from harness.servers import ROOT, free_port
 from liveroom import health
 from liveroom.logs import JsonFormatter, PlainFormatter
+from liveroom.testing import open_room_socket, open_socket
 from liveroom.wire import STATUS_EXTENSION
-from tests.conftest import open_room_page, open_socket
 
 
 def sample(name: str, **labels: str) -> float:
@@ -86,10 +86,10 @@ async def test_metrics_count_pages_changes_deliveries_and_snapshots() -> None:
     published = sample("liveroom_changes_published_total", what="room.change")
     delivered = sample("liveroom_delivery_seconds_count")
     lists = sample("liveroom_snapshots_sent_total", kind="list")
-    _, alice = await open_room_page("Alice")
+    _, alice = await open_room_socket("Alice")
     assert sample("liveroom_open_pages", kind="room") == pages + 1
     assert sample("liveroom_snapshots_sent_total", kind="list") == lists + 1
-    _, bob = await open_room_page("Bob")  # Alice's page gets the join
+    _, bob = await open_room_socket("Bob")  # Alice's page gets the join
     assert "Bob joined" in await alice.receive_from()
     assert sample("liveroom_changes_published_total", what="room.change") >= published + 1
     assert sample("liveroom_delivery_seconds_count") >= delivered + 1

@@ -22,8 +22,7 @@ from liveroom.models import Member, Room
 from liveroom.presence import room_presence, stores
 from liveroom.rooms import cleanup, fragments
 from liveroom.rooms.idle import remove_idle_members
-from liveroom.testing import Page
-from tests.conftest import new_member, open_socket, receive_snapshot, socket_headers
+from liveroom.testing import Page, new_member, open_socket, receive_snapshot, socket_headers
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

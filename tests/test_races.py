@@ -18,8 +18,8 @@ from django.test import Client
 from harness.servers import Daphne, Visitor
 from liveroom.models import Member, Room
 from liveroom.rooms.membership import member_join
-from liveroom.testing import Page
-from tests.conftest import USES_SERVICES, join, open_room_page, open_socket, receive_snapshot
+from liveroom.testing import Page, join, open_room_socket, open_socket, receive_snapshot
+from tests.conftest import USES_SERVICES
 
 
 class Listener:
@@ -130,7 +130,7 @@ async def test_a_join_between_page_render_and_socket_connect_is_in_the_snapshot(
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_a_rolled_back_join_broadcasts_nothing() -> None:
-    _, socket = await open_room_page("Alice")
+    _, socket = await open_room_socket("Alice")
 
     @sync_to_async
     def join_then_fail() -> None:
@@ -163,7 +163,7 @@ def test_applying_the_same_join_twice_shows_the_member_once() -> None:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_a_page_that_missed_the_last_change_gets_the_whole_list_soon() -> None:
-    _, socket = await open_room_page("Alice")
+    _, socket = await open_room_socket("Alice")
 
     # A change whose broadcast the layer lost, and no change after it to reveal the gap.
     room = await Room.objects.aget(slug=Room.DEFAULT_SLUG)

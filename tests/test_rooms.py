@@ -19,8 +19,8 @@ from liveroom.models import Member, Room
 from liveroom.presence import stores
 from liveroom.rooms import cleanup
 from liveroom.rooms.cleanup import remove_empty_rooms
+from liveroom.testing import open_socket, receive_snapshot, socket_headers
 from liveroom.wire import NOT_A_MEMBER
-from tests.conftest import open_socket, receive_snapshot, socket_headers
 
 
 def names_on(page_html: str) -> list[str]:

@@ -24,15 +24,15 @@ from harness.servers import ROOT, SERVER_COMMAND, Visitor, read_snapshot
 from liveroom.asgi import application
 from liveroom.models import Member
 from liveroom.server.server import LISTEN_BACKLOG
-from liveroom.wire import POLICY_VIOLATION
-from tests.conftest import (
+from liveroom.testing import (
     join,
     new_member,
-    open_room_page,
+    open_room_socket,
     open_socket,
     receive_snapshot,
     socket_headers,
 )
+from liveroom.wire import POLICY_VIOLATION
 
 HOSTILE_NAMES = [
     "<script>alert(1)</script>",
@@ -72,7 +72,7 @@ def test_a_huge_form_body_is_refused_by_django_limits(client: Client) -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
 async def test_markup_in_a_name_is_text_in_the_page_and_in_every_fragment(name: str) -> None:
-    _, socket = await open_room_page("Alice")
+    _, socket = await open_room_socket("Alice")
 
     mallory = Client()
     await sync_to_async(join)(mallory, name)
@@ -372,7 +372,7 @@ def test_pages_carry_a_strict_content_security_policy(alice: Client) -> None:
 @pytest.mark.django_db(transaction=True)
 async def test_a_member_over_the_socket_limit_is_refused_and_logged_once(settings, caplog) -> None:
     settings.LIVEROOM_SOCKETS_PER_MEMBER = 3
-    alice, first = await open_room_page("Alice")
+    alice, first = await open_room_socket("Alice")
     others = [await open_socket(alice) for _ in range(2)]
     for page in others:
         await receive_snapshot(page)
@@ -380,7 +380,7 @@ async def test_a_member_over_the_socket_limit_is_refused_and_logged_once(setting
     for page in refused:
         assert await page.receive_output() == {"type": "websocket.close", "code": 1008}
     assert caplog.text.count("Socket refused: member") == 1
-    _, bob = await open_room_page("Bob")  # someone else is not affected
+    _, bob = await open_room_socket("Bob")  # someone else is not affected
     await first.disconnect()  # one of Alice's closes: she may open another
     again = await open_socket(alice)
     await receive_snapshot(again)

@@ -6,7 +6,7 @@ from django.test import Client
 from django.utils import timezone
 
 from liveroom.models import Member, Room
-from tests.conftest import join
+from liveroom.testing import join
 
 pytestmark = pytest.mark.django_db
 

@@ -8,11 +8,14 @@ imported when first used, once Django is set up."""
 
 from liveroom.testing.dom import Document, Page
 
-__all__ = ["Document", "Page", "RoomPage", "join", "socket_headers"]
+PAGE = {"RoomPage", "join", "socket_headers", "new_member", "open_socket", "receive_snapshot",
+        "open_room_socket"}  # fmt: skip
+
+__all__ = ["Document", "Page", *sorted(PAGE)]
 
 
 def __getattr__(name: str) -> object:
-    if name in {"RoomPage", "join", "socket_headers"}:
+    if name in PAGE:
         from liveroom.testing import page
 
         return getattr(page, name)

@@ -34,9 +34,10 @@ def origin() -> str:
     return f"http://{hosts[0] if hosts else 'localhost'}"
 
 
-def socket_headers(client: Client) -> list[tuple[bytes, bytes]]:
-    """What a browser on the page sends when it opens the socket: the origin and the cookie."""
-    headers = [(b"origin", origin().encode())]
+def socket_headers(client: Client, page_origin: str | None = None) -> list[tuple[bytes, bytes]]:
+    """What a browser on the page sends when it opens the socket: the origin (an allowed one,
+    unless `page_origin` says) and the session cookie."""
+    headers = [(b"origin", (page_origin or origin()).encode())]
     if (cookie := client.cookies.get(settings.SESSION_COOKIE_NAME)) is not None:
         jar = SimpleCookie()
         jar[settings.SESSION_COOKIE_NAME] = cookie.value
@@ -123,3 +124,44 @@ async def _holds(check: Callable[[RoomPage], bool | Awaitable[bool]], page: Room
     if asyncio.iscoroutine(result):
         result = await result
     return bool(result)
+
+
+# The wire, one level down: for tests of the socket's own protocol (frames, close codes).
+
+
+async def new_member(name: str, room: str = Room.DEFAULT_SLUG) -> Client:
+    """A new browser that has joined `room` as `name`."""
+    return await sync_to_async(join)(Client(), name, room)
+
+
+async def open_socket(
+    client: Client,
+    path: str = "/ws/room/",
+    page_origin: str | None = None,
+    application: object = None,
+) -> WebsocketCommunicator:
+    """A socket to `path` as `client`'s browser opens it (no page loaded: the first thing it
+    gets is a whole snapshot, `receive_snapshot`); AssertionError if it is refused."""
+    app = application or import_string(settings.ASGI_APPLICATION)
+    socket = WebsocketCommunicator(app, path, headers=socket_headers(client, page_origin))
+    connected, _ = await socket.connect()
+    assert connected, f"the socket to {path} was refused"
+    return socket
+
+
+async def receive_snapshot(socket: WebsocketCommunicator, within: float = 1) -> str:
+    """A snapshot as the server sends it to a socket whose page it did not render: two frames,
+    the room's list, then the page's own part; both, as one string."""
+    members = await socket.receive_from(timeout=within)
+    assert members.startswith('<ul id="members"'), members[:100]
+    return members + await socket.receive_from(timeout=within)
+
+
+async def open_room_socket(
+    name: str, room: str = Room.DEFAULT_SLUG
+) -> tuple[Client, WebsocketCommunicator]:
+    """A new member of `room` with a socket that has had its first snapshot."""
+    client = await new_member(name, room)
+    socket = await open_socket(client, Room(slug=room).socket_path)
+    await receive_snapshot(socket)
+    return client, socket
