@@ -15,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from redis import Redis
 
+from harness.waiting import until
 from liveroom.asgi import application
 from liveroom.live import watch
 from liveroom.live.messages import room_group
@@ -169,19 +170,20 @@ async def test_going_away_records_when_the_member_was_last_seen() -> None:
     socket, page = await open_page(alice)
     await read_until(socket, page, lambda page: page.presence_of("Alice") == "online")
     await socket.disconnect()
-    await asyncio.sleep(GRACE + 0.5)
-    seen = (await Member.objects.aget(name="Alice")).last_seen_at
-    assert timezone.now() - seen < timedelta(seconds=5)
+
+    async def seen_a_moment_ago() -> bool:
+        seen = (await Member.objects.aget(name="Alice")).last_seen_at
+        return timezone.now() - seen < timedelta(seconds=5)
+
+    await until(seen_a_moment_ago, within=GRACE + 5)
 
 
-async def test_idle_members_are_removed_lazily_and_every_page_sees_them_go(settings) -> None:
+async def test_idle_members_are_removed_by_the_sweep_and_every_page_sees_them_go(settings) -> None:
     settings.LIVEROOM_IDLE_REMOVAL_SECONDS = 1
     alice, bob = await new_member("Alice"), await new_member("Bob")  # Bob opens no page
     socket, page = await open_page(alice)
     await read_until(socket, page, lambda page: page.presence_of("Alice") == "online")
-    await asyncio.sleep(1.2)  # both past the limit by the clock; Alice's page is open
-
-    await sync_to_async(Client().get)("/room/")  # any use of the room
+    # Both pass the limit by the clock; Alice's page is open. The process sweeps every second.
     await read_until(socket, page, lambda page: page.members() == ["Alice"])
     assert page.text("#announcement") == "Bob left"
     assert await Member.objects.filter(name="Alice").aexists()
@@ -231,8 +233,7 @@ async def test_a_member_online_for_long_is_not_idle_the_moment_they_go_away(
     )
     monkeypatch.setattr(fragments, "render_presence_change", slow_render)
     await socket.disconnect()
-    await asyncio.sleep(GRACE + 0.5)
-    assert not room_presence("lobby").online  # the store has Alice away
+    await until(lambda: not room_presence("lobby").online, within=GRACE + 5)  # Alice away
     # In a thread of its own: the one Channels shares is busy with the late announcement.
     assert await asyncio.to_thread(remove_idle_members) == 0  # seen a moment ago
     assert await Member.objects.filter(name="Alice").aexists()
@@ -317,10 +318,11 @@ async def test_every_redis_key_left_after_pages_close_expires_by_itself(settings
     )
     await bob_socket.disconnect()
     await alice_socket.disconnect()
-    await asyncio.sleep(GRACE + 1)  # both went away: their entries are gone
     redis = Redis.from_url(settings.REDIS_URL)
     keys = [key.decode() for key in redis.scan_iter(f"{settings.LIVEROOM_KEY_PREFIX}*")]
     assert keys, "the test wrote to Redis under its prefix"
-    without_expiry = [key for key in keys if redis.ttl(key) < 0]
+    # Once both went away (their entries gone), every key left has an expiry.
+    await until(lambda: not room_presence("lobby").online, within=GRACE + 5)
+    without_expiry = [key for key in keys if redis.exists(key) and redis.ttl(key) < 0]
     assert without_expiry == []
     assert not [key for key in keys if ":presence:entries:" in key or ":presence:counts:" in key]
