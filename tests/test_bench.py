@@ -72,6 +72,7 @@ def test_the_restart_benchmark_runs() -> None:
     assert "bound socket:" in output
 
 
+@pytest.mark.slow
 @pytest.mark.services
 def test_the_soak_benchmark_finds_every_page_right_and_nothing_left_behind() -> None:
     output = run_bench(

@@ -188,6 +188,7 @@ async def test_a_page_still_gets_changes_long_after_the_layers_group_expiry(sett
     await socket.disconnect()
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_rooms_opened_and_closed_leave_nothing_behind_in_the_core() -> None:

@@ -162,6 +162,7 @@ def test_connections_leave_nothing_behind_in_redis(server_env, start_server, pri
 # --- PostgreSQL --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_database_unreachable_gets_503_then_recovers(server_env, start_server) -> None:
     database_url = server_env["DATABASE_URL"]
     proxy = TcpProxy(int(database_url.rsplit(":", 1)[1].split("/")[0]))

@@ -1,9 +1,11 @@
 """liveroom.testing as a project built on liveroom uses it: docs/testing.md's example, run as
 written, in a pytest of its own; and the page model's swaps against what htmx does."""
 
+import os
 import re
 import subprocess
 import sys
+import uuid
 
 from harness.servers import ROOT
 from liveroom.testing import Page
@@ -16,11 +18,15 @@ def test_the_docs_example_runs_as_written(tmp_path) -> None:
     assert len(example.strip().splitlines()) <= 8
     (tmp_path / "test_example.py").write_text(example)
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["liveroom.testing.plugin"]\n')
+    # A database and channels of its own: this session's tests use the usual ones.
+    env = os.environ | {"LIVEROOM_CHANNEL_PREFIX": f"docs-{uuid.uuid4().hex[:8]}"}
+    if database_url := os.environ.get("DATABASE_URL"):
+        env["DATABASE_URL"] = database_url.rsplit("/", 1)[0] + "/liveroom_docs_example"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ds=tests.settings",
          "-o", "asyncio_default_fixture_loop_scope=function", "--rootdir", str(tmp_path),
          str(tmp_path / "test_example.py")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert "1 passed" in result.stdout, result.stdout + result.stderr
 
