@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
+from django.http import HttpRequest
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import render_to_string
-from django.test import RequestFactory
 from django.utils.safestring import mark_safe
 
 from liveroom.rooms.fragments import CHANGE_PARTIALS, ROOM_TEMPLATE, render_entries
@@ -101,7 +101,9 @@ def room_page(data: dict) -> str:
     context = {key: data[key] for key in ("room", "me", "presence", "online", "online_count")}
     context |= {"members_html": mark_safe(data["entries"]), "count": 2, "version": 2,
                 "presence_sequence": 1, "name_max_length": Member.NAME_MAX_LENGTH}  # fmt: skip
-    return render_to_string(ROOM_TEMPLATE, context, request=RequestFactory().get("/room/"))
+    request = HttpRequest()  # for the page's CSRF tokens and context processors
+    request.method, request.path = "GET", data["room"].url()
+    return render_to_string(ROOM_TEMPLATE, context, request=request)
 
 
 def target_of(oob: str, element_id: str | None) -> str | None:
