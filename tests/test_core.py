@@ -388,8 +388,11 @@ async def test_a_rooms_new_pages_wait_for_no_other_rooms_subscription(monkeypatc
     core = live_core()
     group_add = core.layer.group_add
 
+    subscribing: list[str] = []
+
     async def slow_for_chess(group: str, channel: str) -> None:
         if group == room_group("chess"):
+            subscribing.append(group)
             await asyncio.sleep(3)  # longer than LIVEROOM_BROADCAST_TIMEOUT
         await group_add(group, channel)
 
@@ -397,8 +400,8 @@ async def test_a_rooms_new_pages_wait_for_no_other_rooms_subscription(monkeypatc
     bob = Client()
     await database_sync_to_async(bob.post)("/room/chess/join/", {"name": "Bob"})
     chess = WebsocketCommunicator(application, "/ws/room/chess/", headers=socket_headers(bob))
-    assert (await chess.connect())[0]  # now subscribing, slowly
-    await asyncio.sleep(0.1)
+    assert (await chess.connect())[0]
+    await until(lambda: subscribing)  # now subscribing, slowly
     second = await open_socket(alice)
     assert "Alice" in await receive_snapshot(second)  # not told to retry after the wait
     assert await chess.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}

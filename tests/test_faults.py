@@ -133,7 +133,7 @@ def test_a_page_shows_who_joined_while_redis_was_down(
     alice.join("Alice")
     private_redis.kill()
     Visitor().join(server, "Bob")
-    time.sleep(2)  # long enough for the page to be told and to retry against a dead Redis
+    eventually(lambda: "event=redis_lost" in server.log())  # the page is told to retry later
     private_redis.start()
     expect(alice.members()).to_have_text(["Alice", "Bob"], timeout=20_000)
     expect(alice.page.locator("#member-count")).to_have_text("2 people here")
@@ -221,7 +221,7 @@ def test_sigterm_with_requests_in_flight_lets_them_finish_and_exits(start_server
     workers = [threading.Thread(target=join_and_leave, args=(i,)) for i in range(4)]
     for worker in workers:
         worker.start()
-    time.sleep(1)
+    eventually(lambda: len(answers) >= 8)  # every worker is joining and leaving
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     server.process.wait(timeout=10)
