@@ -106,8 +106,8 @@ class Churn:
                         self.statuses.append(join(http, self.base, f"Visitor {number}"))
                     else:
                         self.statuses.append(leave(http, self.base))
-                except requests.RequestException as error:
-                    self.statuses.append(type(error).__name__)
+                except requests.RequestException as error:  # what failed, and how, if one does
+                    self.statuses.append(f"{type(error).__name__}: {error}"[:300])
             round_ += 1
 
     def stop(self) -> None:
