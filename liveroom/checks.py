@@ -89,7 +89,9 @@ def pushed_pieces(data: dict) -> dict[str, str]:
             "presence-changed", common | {"members": [data["other"]], "away_names": ["Grace"]}
         )
     pieces["connection"] = render("connection", {"oob": True})
-    pieces["notice"] = render("notice", common | {"notice": "removed"})
+    pieces["notice"] = render(
+        "notice", common | {"notice": "removed", "name_max_length": Member.NAME_MAX_LENGTH}
+    )
     return pieces
 
 

@@ -290,3 +290,20 @@ def test_a_hand_raised_shows_on_every_page_and_a_pushed_form_still_works(
     assert alice.errors == bob.errors == []
     alice.close()
     bob.close()
+
+
+def test_a_tab_told_it_left_can_join_again_from_the_notice(
+    browser: Browser, server: Daphne
+) -> None:
+    alice, bob = alice_and_bob(browser, server)
+    other_tab = bob.open_tab()
+    bob.page.get_by_role("button", name="Leave the room").click()
+    expect(other_tab.locator("#you")).to_contain_text("You left the room from another tab.")
+    # The notice's form was pushed without a token; it posts with the page's.
+    other_tab.get_by_label("Your name, to join again").fill("Bobby")
+    other_tab.get_by_role("button", name="Join again").click()
+    expect(other_tab).to_have_url(f"{server.url}/room/")
+    expect(alice.members()).to_have_text(["Alice", "Bobby"])
+    assert alice.errors == bob.errors == []
+    alice.close()
+    bob.close()

@@ -160,7 +160,9 @@ class TestModeration:
         assert alice.text("#announcement") == "A moderator removed Bob"
         assert await closed(bob) == NOT_A_MEMBER
         assert bob.text("#you").startswith("A moderator removed you from this room.")
-        assert bob.select('#you a[href="/room/join/"]')  # the join form again
+        # The join form again, with the page's CSRF token (a push has none of its own).
+        assert bob.select('#you form[action="/room/join/"] input[name="name"]')
+        assert bob.select('input[form="rejoin-form"][name="csrfmiddlewaretoken"]')
         # A reload shows the database's list; Bob's own reload asks him to join.
         assert await reload_shows(alice) == ["Alice"]
         assert (await sync_to_async(bob.client.get)("/room/"))["Location"] == "/room/join/"

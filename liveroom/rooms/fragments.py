@@ -119,5 +119,6 @@ def render_notice(room_slug: str, notice: str) -> str:
     tab, was `"removed"` by a moderator, is `"gone"` (removed outside the app), or the room was
     `"closed"`."""
     assert notice in NOTICES, notice
-    context = {"room": Room(slug=room_slug), "notice": notice, "oob": True}
+    context = {"room": Room(slug=room_slug), "notice": notice, "oob": True,
+               "name_max_length": Member.NAME_MAX_LENGTH}  # fmt: skip
     return render_to_string(f"{ROOM_TEMPLATE}#notice", context).strip()
