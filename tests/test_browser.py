@@ -228,6 +228,13 @@ def alice_and_bob(browser: Browser, server: Daphne) -> tuple[Person, Person]:
     return people
 
 
+def close_without_errors(*people: Person) -> None:
+    """Every page ran without an htmx or browser error; the browsers close."""
+    assert [person.errors for person in people] == [[] for _ in people]
+    for person in people:
+        person.close()
+
+
 def test_two_tabs_are_one_member_who_goes_away_only_when_both_close(
     browser: Browser, server: Daphne, tmp_path: Path
 ) -> None:
@@ -287,9 +294,7 @@ def test_a_hand_raised_shows_on_every_page_and_a_pushed_form_still_works(
     expect(bob_tab).to_have_url(f"{server.url}/room/")
     expect(alice.page.locator(".member", has_text="Bob").locator(".member__hand")).to_have_count(0)
     expect(alice.page.locator("#announcement")).to_have_text("Bob lowered their hand")
-    assert alice.errors == bob.errors == []
-    alice.close()
-    bob.close()
+    close_without_errors(alice, bob)
 
 
 def test_a_tab_told_it_left_can_join_again_from_the_notice(
@@ -304,6 +309,4 @@ def test_a_tab_told_it_left_can_join_again_from_the_notice(
     other_tab.get_by_role("button", name="Join again").click()
     expect(other_tab).to_have_url(f"{server.url}/room/")
     expect(alice.members()).to_have_text(["Alice", "Bobby"])
-    assert alice.errors == bob.errors == []
-    alice.close()
-    bob.close()
+    close_without_errors(alice, bob)
