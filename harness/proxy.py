@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from harness.servers import ROOT, Daphne, free_port, page_socket, stop_process
@@ -178,6 +180,17 @@ class LivePage:
         if self.socket is not None:
             self.socket.close()
         self.thread.join(timeout=5)
+
+
+def browser_session() -> requests.Session:
+    """An HTTP client that, as a browser does, sends a request once more on a new connection
+    when the kept-alive one it used was closed before any answer came (a proxy's connection to
+    a process that is stopping). Refusals, errors and slow answers still count."""
+    http = requests.Session()
+    once = Retry(total=1, connect=1, read=1, status=0, other=0, allowed_methods=None,
+                 raise_on_status=False)  # fmt: skip
+    http.mount("http://", HTTPAdapter(max_retries=once))
+    return http
 
 
 def join(http: requests.Session, base: str, name: str) -> int:

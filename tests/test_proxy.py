@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness.proxy import HAProxy, LivePage, join, leave, members_in_database, replace
+from harness.proxy import (
+    HAProxy,
+    LivePage,
+    browser_session,
+    join,
+    leave,
+    members_in_database,
+    replace,
+)
 from harness.servers import Daphne, compose_web_command, empty_database, free_port
 from harness.waiting import eventually
 from tests.conftest import delete_keys
@@ -91,7 +99,7 @@ class Churn:
 
     def __init__(self, base: str, people: int = 4) -> None:
         self.base = base
-        self.people = [requests.Session() for _ in range(people)]
+        self.people = [browser_session() for _ in range(people)]
         self.statuses: list[int | str] = []
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
