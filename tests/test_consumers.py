@@ -1,5 +1,6 @@
 import asyncio
 import json
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -9,6 +10,7 @@ from django.db import OperationalError
 from django.test import Client
 
 from liveroom.asgi import application
+from liveroom.live import announcements
 from liveroom.live.messages import room_group
 from liveroom.models import Member, Room
 from liveroom.rooms import snapshots as snapshots_module
@@ -177,7 +179,7 @@ async def test_a_frame_from_the_client_closes_the_socket() -> None:
 
 async def room_event(version: int, member_id: int, html: str) -> dict:
     return {"type": "room.change", "group": "room.lobby", "version": version,
-            "member_id": member_id, "left": False, "html": html}  # fmt: skip
+            "member_id": member_id, "left": False, "rendered": {"en": html}}  # fmt: skip
 
 
 async def test_a_repeated_or_old_version_is_not_forwarded_twice() -> None:
@@ -248,7 +250,8 @@ async def test_every_socket_gets_every_change_in_order() -> None:
     await asyncio.sleep(0)
 
 
-async def test_each_change_is_announced_once_for_screen_readers() -> None:
+async def test_each_change_is_announced_once_for_screen_readers(monkeypatch) -> None:
+    monkeypatch.setattr(announcements, "INTERVAL", 0.0)  # one at a time: each is said
     alice = await new_member("Alice")
     socket = await open_socket(alice)
     await receive_snapshot(socket)
@@ -262,6 +265,28 @@ async def test_each_change_is_announced_once_for_screen_readers() -> None:
     await sync_to_async(bob.post)("/room/leave/")
     page.apply(await socket.receive_from())
     assert page.text("#announcement") == "Robert left"
+    assert page.errors == []
+    await socket.disconnect()
+
+
+async def test_a_burst_is_said_once_a_second_summed_up_while_the_list_follows_each_change() -> None:
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    page = Page()
+    page.apply(await receive_snapshot(socket))
+    await new_member("Bob")
+    page.apply(await socket.receive_from())
+    assert page.text("#announcement") == "Bob joined"  # the first, at once
+    said_at = time.monotonic()
+    for name in ["Carol", "Dan", "Erin"]:
+        await new_member(name)
+        frame = await socket.receive_from()
+        assert 'id="announcement"' not in frame  # the entry now, the words later
+        page.apply(frame)
+    assert page.members() == ["Alice", "Bob", "Carol", "Dan", "Erin"]
+    page.apply(await socket.receive_from(timeout=2))
+    assert time.monotonic() - said_at >= 0.9  # at most one a second
+    assert page.text("#announcement") == "3 people joined"
     assert page.errors == []
     await socket.disconnect()
 

@@ -31,12 +31,12 @@ from liveroom.wire import NOT_A_MEMBER
 
 def change(version: int, member_id: int = 7) -> dict:
     return {"type": "room.change", "group": "room.lobby", "version": version,
-            "member_id": member_id, "left": False, "html": f"<p>{version}</p>"}  # fmt: skip
+            "member_id": member_id, "left": False, "rendered": {"en": f"<p>{version}</p>"}}  # fmt: skip
 
 
 def presence(sequence: int) -> dict:
     return {"type": "room.presence", "group": "room.lobby", "sequence": sequence,
-            "members": [7], "html": f"<p>{sequence}</p>"}  # fmt: skip
+            "members": [7], "rendered": {"en": f"<p>{sequence}</p>"}}  # fmt: skip
 
 
 def shown_page(version: int = 5, sequence: int = 3, member_id: int = 1) -> PageState:

@@ -90,7 +90,7 @@ async def test_metrics_count_pages_changes_deliveries_and_snapshots() -> None:
     assert sample("liveroom_open_pages", kind="room") == pages + 1
     assert sample("liveroom_snapshots_sent_total", kind="list") == lists + 1
     _, bob = await open_room_socket("Bob")  # Alice's page gets the join
-    assert "Bob joined" in await alice.receive_from()
+    assert "<bdi>Bob</bdi> joined" in await alice.receive_from()
     assert sample("liveroom_changes_published_total", what="room.change") >= published + 1
     assert sample("liveroom_delivery_seconds_count") >= delivered + 1
     await alice.disconnect()

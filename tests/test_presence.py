@@ -86,7 +86,9 @@ async def test_two_tabs_are_one_member_and_closing_one_changes_nothing() -> None
     started = time.monotonic()
     await read_until(alice_socket, alice_page, lambda page: page.presence_of("Bob") == "away")
     assert time.monotonic() - started >= GRACE * 0.9  # not before the grace period
-    assert alice_page.text("#announcement") == "Bob is away"
+    await read_until(
+        alice_socket, alice_page, lambda page: page.text("#announcement") == "Bob is away"
+    )
     assert alice_page.text("#online-count") == "1 online"
     await alice_socket.disconnect()
 
@@ -134,7 +136,7 @@ async def test_a_late_presence_message_brings_those_members_current_states() -> 
 
     def message(sequence: int, html: str) -> dict:
         return {"type": "room.presence", "group": group, "sequence": sequence,
-                "members": [alice_id], "html": html}  # fmt: skip
+                "members": [alice_id], "rendered": {"en": html}}  # fmt: skip
 
     await layer.group_send(group, message(sequence, "old"))
     assert await socket.receive_nothing(timeout=0.2)  # already in the list the page has
@@ -185,7 +187,7 @@ async def test_idle_members_are_removed_by_the_sweep_and_every_page_sees_them_go
     await read_until(socket, page, lambda page: page.presence_of("Alice") == "online")
     # Both pass the limit by the clock; Alice's page is open. The process sweeps every second.
     await read_until(socket, page, lambda page: page.members() == ["Alice"])
-    assert page.text("#announcement") == "Bob left"
+    await read_until(socket, page, lambda page: page.text("#announcement") == "Bob left")
     assert await Member.objects.filter(name="Alice").aexists()
     response = await sync_to_async(bob.get)("/room/")
     assert response["Location"] == "/room/join/"  # Bob's session is out of the room
@@ -208,7 +210,7 @@ async def test_a_process_with_pages_open_sweeps_idle_members_and_empty_rooms_una
 
     # No request from here on: the live core's timer sweeps.
     await read_until(socket, page, lambda page: page.members() == ["Alice"])
-    assert page.text("#announcement") == "Bob left"
+    await read_until(socket, page, lambda page: page.text("#announcement") == "Bob left")
     await asyncio.sleep(2.5)  # two sweeps more, chess empty for longer than its second
     assert not await Room.objects.filter(slug="chess").aexists()
     assert await Room.objects.filter(slug=Room.DEFAULT_SLUG).aexists()  # Alice is in it

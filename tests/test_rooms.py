@@ -24,7 +24,7 @@ from liveroom.wire import NOT_A_MEMBER
 
 
 def names_on(page_html: str) -> list[str]:
-    return re.findall(r'<span class="member__name">(.*?)</span>', page_html)
+    return re.findall(r'<span class="member__name"[^>]*>(.*?)</span>', page_html)
 
 
 def join_room(client: Client, slug: str, name: str) -> None:
@@ -41,7 +41,7 @@ def test_the_first_join_creates_a_named_room(client: Client) -> None:
     join_room(client, "book-club", "Alice")
     page = client.get("/room/book-club/").content.decode()
     assert names_on(page) == ["Alice"]
-    assert 'ws-connect="/ws/room/book-club/?v=1&amp;p=0"' in page  # what the page shows
+    assert 'ws-connect="/ws/room/book-club/?v=1&amp;p=0&amp;l=en"' in page  # what it shows
     assert 'action="/room/book-club/leave/"' in page
 
 
@@ -219,13 +219,13 @@ def test_the_rooms_page_is_paginated_busiest_first(client, settings) -> None:
         for number in range(people):
             join_room(Client(), room, f"Person {number}")
     first = client.get("/rooms/").content.decode()
-    assert first.index("busy") < first.index("middle")
-    assert "quiet" not in first
+    assert first.index("/room/busy/") < first.index("/room/middle/")
+    assert "/room/quiet/" not in first
     assert "Page 1 of 2" in first
-    assert 'ws-connect="/ws/rooms/"' in first  # the first page is live
+    assert 'ws-connect="/ws/rooms/?l=en"' in first  # the first page is live, in English
     second = client.get("/rooms/?page=2").content.decode()
-    assert "quiet" in second
-    assert "busy" not in second
+    assert "/room/quiet/" in second
+    assert "/room/busy/" not in second
     assert "ws-connect" not in second
     assert "Page 2 of 2" in client.get("/rooms/?page=99").content.decode()  # the nearest
     assert "Page 1 of 2" in client.get("/rooms/?page=nonsense").content.decode()

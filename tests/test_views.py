@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 def member_names(html: str) -> list[str]:
-    return re.findall(r'<span class="member__name">(.*?)</span>', html)
+    return re.findall(r'<span class="member__name"[^>]*>(.*?)</span>', html)
 
 
 def test_root_redirects_to_the_room(client: Client) -> None:
@@ -72,7 +72,7 @@ def test_the_room_lists_members_in_join_order_and_marks_you(alice: Client, bob: 
     marked = [entry for entry in page.entries() if page.text(f"#{entry}").endswith("(you)")]
     assert marked == [f"member-{Member.objects.get(name='Bob').pk}"]
     assert "3 people here" in html
-    assert 'ws-connect="/ws/room/?v=3&amp;p=0"' in html  # version 3: three joins
+    assert 'ws-connect="/ws/room/?v=3&amp;p=0&amp;l=en"' in html  # version 3: three joins
     assert 'aria-live="polite"' in html
 
 

@@ -1,5 +1,5 @@
 """Presence, announced: the process's Tracker counts its pages per member, and what the store
-says changed is rendered (in a thread) and published (from the event loop), one message a room,
+says changed is read (in a thread) and published (from the event loop), one message a room,
 then the /rooms/ list is refreshed. As Phoenix.Presence turns the tracker's `handle_diff` into
 broadcasts, the tracker itself renders and publishes nothing."""
 
@@ -21,12 +21,12 @@ from liveroom.rooms import fragments, idle
 logger = logging.getLogger(__name__)
 
 
-def render_and_record(change: PresenceChange) -> tuple[str, list[int]]:
-    """The change rendered; the members who went away recorded as last seen now (idle removal
-    reads it)."""
+def read_and_record(change: PresenceChange) -> fragments.PresenceData:
+    """What the change shows (each process renders it in its pages' languages); the members
+    who went away recorded as last seen now (idle removal reads it)."""
     if change.went_away:
         idle.mark_seen(set(change.went_away))
-    return fragments.render_presence_change(change)
+    return fragments.presence_data(change)
 
 
 class PresenceAnnouncer:
@@ -69,7 +69,7 @@ class PresenceAnnouncer:
 
     async def announce(self, change: PresenceChange) -> None:
         try:
-            html, members = await database_sync_to_async(render_and_record)(change)
+            data = await database_sync_to_async(read_and_record)(change)
         except Exception as error:  # the watch and the next snapshot show the truth
             logger.warning("Presence not announced: %s: %s", type(error).__name__, error)
             return
@@ -78,8 +78,8 @@ class PresenceAnnouncer:
             "type": PRESENCE_EVENT,
             "group": group,
             "sequence": change.sequence,
-            "members": members,
-            "html": html,
+            "members": [member_id for member_id, _ in data["members"]],
+            "data": data,
         }
         await publish.publish(group, message, what="presence")
 

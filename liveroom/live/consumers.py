@@ -14,14 +14,18 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 from django.http.cookie import parse_cookie
+from django.utils import translation
 
 from liveroom import metrics
 from liveroom.live.core import live_core
 from liveroom.live.messages import CHANGE_EVENT, CLOSED_EVENT, ROOMS_GROUP, Message, room_group
+from liveroom.live.controls import PageControls
 from liveroom.live.page import Decision, PageState
+from liveroom.live.rendering import html_of
 from liveroom.live.sockets import AsgiSocket, socket_for, text_frame
 from liveroom.rooms import fragments, snapshots
 from liveroom.rooms.models import Room
+from liveroom.rooms.preferences import remember
 from liveroom.wire import NOT_A_MEMBER, POLICY_VIOLATION, TRY_AGAIN_LATER
 
 logger = logging.getLogger(__name__)
@@ -36,14 +40,22 @@ def session_key_of(scope: dict) -> str:
     return parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME, "")
 
 
-def page_shows(scope: dict) -> tuple[int, int] | None:
+def query_of(scope: dict) -> dict[str, list[str]]:
+    return parse_qs(scope.get("query_string", b"").decode("latin1"))
+
+
+def page_shows(query: dict[str, list[str]]) -> tuple[int, int] | None:
     """The room version and presence sequence the page was rendered at, from the `v` and `p` of
     its socket's URL (templates/room.html); None if it does not say."""
-    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
     try:
         return int(query["v"][0]), int(query["p"][0])
     except (KeyError, ValueError):
         return None
+
+
+def page_language(query: dict[str, list[str]]) -> str:
+    """The language the page was rendered in (its socket's `l`), if it is offered."""
+    return fragments.page_language(query.get("l", [""])[0])
 
 
 class LivePage(AsyncWebsocketConsumer):
@@ -56,6 +68,8 @@ class LivePage(AsyncWebsocketConsumer):
     admitted: list[tuple[str, str]] = []  # counted against these socket limits
 
     async def websocket_connect(self, message: dict) -> None:
+        self.query = query_of(self.scope)
+        self.language = page_language(self.query)
         self.socket = socket_for(self.scope, self.base_send)
         metrics.page_sockets.labels("asgi" if isinstance(self.socket, AsgiSocket) else "raw").inc()
         self.core = live_core()
@@ -113,7 +127,7 @@ class LivePage(AsyncWebsocketConsumer):
             self.leave_core()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        # Pages only listen; a client that talks is not one of ours.
+        # These pages only listen; a client that talks is not one of ours.
         await self.close(code=POLICY_VIOLATION)
 
 
@@ -135,7 +149,10 @@ class RoomConsumer(LivePage):
         self.state = PageState()
         self.triage = self.state.triage  # on every message to every page: one call, not two
         self.session_key = session_key_of(self.scope)
-        self.page_shows = page_shows(self.scope)
+        self.page_shows = page_shows(self.query)
+        self.state.paused = self.page_shows is not None and "paused" in self.query
+        self.quiet = "quiet" in self.query
+        self.controls = PageControls()
         # Accept before refusing: a refused handshake reaches the browser as 1006, which htmx
         # retries; an accepted socket closed with NOT_A_MEMBER is not retried.
         await self.accept()
@@ -161,6 +178,10 @@ class RoomConsumer(LivePage):
         return self.state.member_id
 
     @property
+    def paused(self) -> bool:
+        return self.state.paused
+
+    @property
     def version(self) -> int:
         return self.state.version
 
@@ -180,15 +201,50 @@ class RoomConsumer(LivePage):
         goes through LiveCore.refresh_own, a late presence message through
         LiveCore.send_presence_now.)"""
         if message["type"] == CLOSED_EVENT:
-            self.write(message["html"])
+            self.write(html_of(message, self.language))
             await self.close(code=NOT_A_MEMBER)
         elif message["type"] == CHANGE_EVENT and message["left"]:
             await self.close_with_notice("removed" if message.get("removed") else "left")
 
     async def close_with_notice(self, notice: str) -> None:
         """Tell the page why it is no longer in the room (fragments.NOTICES), and close it."""
-        self.write(fragments.render_notice(self.room_slug, notice))
+        with translation.override(self.language):
+            self.write(fragments.render_notice(self.room_slug, notice))
         await self.close(code=NOT_A_MEMBER)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The page's pause and spoken-announcement buttons (htmx's ws-send: the form's values
+        as JSON); anything else closes the socket, as does pressing them too fast."""
+        asked = self.controls.read(text_data)
+        if asked is None or not self.ready:
+            await self.close(code=POLICY_VIOLATION)
+            return
+        setting, value = asked
+        missed = None
+        if setting == "live" and (value == "pause") != self.state.paused:
+            if value == "pause":
+                self.state.paused = True
+            else:
+                shown = self.state.version
+                self.state.paused = False
+                await self.send_snapshot()
+                missed = self.state.version - shown
+        elif setting == "spoken":
+            quiet = value == "off"
+            if quiet != self.quiet:
+                self.quiet = quiet
+                with translation.override(self.language):
+                    self.write(fragments.render_announcement_region(quiet=quiet))
+        with translation.override(self.language):
+            self.write(
+                fragments.render_live_controls(
+                    room_slug=self.room_slug, paused=self.paused, quiet=self.quiet, missed=missed
+                )
+            )
+        # Remembered for the session's next pages (not awaited by this one).
+        self.core.tasks.spawn(
+            database_sync_to_async(remember)(self.session_key, paused=self.paused, quiet=self.quiet)
+        )
 
     async def send_snapshot(self, *, first: bool = False, rewind: bool = False) -> None:
         """The whole list (framed once for every page of the room at this version), then this
@@ -196,9 +252,16 @@ class RoomConsumer(LivePage):
         whose load rendered this very list gets only its own part. With `rewind`, the snapshot
         is shown even if it is older than the page (the database went back)."""
         snapshot = await self.read_snapshot(check_session=first)
-        if snapshot is not None:
-            current = (snapshot.version, snapshot.presence_sequence) == self.page_shows
-            self.show(snapshot, whole=rewind or not (first and current), rewind=rewind)
+        if snapshot is None:
+            return
+        if first and self.state.paused and self.page_shows is not None:
+            # Paused as it loaded: it keeps what it shows, and is sent nothing until resumed.
+            version, presence_sequence = self.page_shows
+            self.state.shown(member_id=snapshot.member_id, version=version,
+                             presence_sequence=presence_sequence, rewind=True)  # fmt: skip
+            return
+        current = (snapshot.version, snapshot.presence_sequence) == self.page_shows
+        self.show(snapshot, whole=rewind or not (first and current), rewind=rewind)
 
     async def read_snapshot(self, *, check_session: bool = False) -> snapshots.Snapshot | None:
         """The room as this page's member sees it now; None (and the page closed) if the
@@ -238,7 +301,9 @@ class RoomConsumer(LivePage):
         ):
             return  # read before a change this page has already shown
         if whole:
-            self.socket.send(self.core.list_frame(self.room_slug, snapshot.members_html))
+            self.socket.send(
+                self.core.list_frame(self.room_slug, self.language, snapshot.members_html)
+            )
         self.write(snapshot.own_html)
         metrics.snapshots_sent.labels("list" if whole else "own part").inc()
         if (held := self.state.next_held()) is not None:  # came early, now next
@@ -262,14 +327,14 @@ class RoomsConsumer(LivePage):
         if not await self.open():
             return
         try:
-            html = await database_sync_to_async(fragments.render_room_list)()
+            rendered = await database_sync_to_async(fragments.render_room_list)([self.language])
         except Exception as error:
             logger.warning("Rooms page asked to retry: %s: %s", type(error).__name__, error)
             await self.close(code=TRY_AGAIN_LATER)
             return
         if settings.LIVEROOM_PRESENCE:
             self.core.presence.start()  # this process sweeps away the members of dead ones
-        self.write(html)
+        self.write(rendered[self.language])
         self.socket.forget_handshake()
 
 

@@ -26,6 +26,7 @@ from django.conf import settings
 
 from liveroom import metrics
 from liveroom.live import after_response, publish
+from liveroom.live.announcements import Announcements
 from liveroom.live.announcer import PresenceAnnouncer
 from liveroom.live.limits import SocketLimits
 from liveroom.live.messages import CHANGE_EVENT, PRESENCE_EVENT, Message, room_group
@@ -40,6 +41,7 @@ from liveroom.live.page import (
     Page,
 )
 from liveroom.live.readers import Readers
+from liveroom.live.rendering import announcement_html, html_of
 from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.live.sockets import text_frame
 from liveroom.live.supervisor import Supervisor
@@ -61,7 +63,7 @@ class LiveCore:
         self.channel: str | None = None
         self.subscribed: dict[str, float] = {}  # group -> when it was last added
         self.subscription_lock = asyncio.Lock()
-        self.list_frames: dict[str, tuple[str, bytes]] = {}
+        self.list_frames: dict[tuple[str, str], tuple[str, bytes]] = {}  # by room, language
         self.readers = Readers(settings.LIVEROOM_READ_THREADS)
         self.snapshot_reads = SnapshotReads(self.readers)
         self.limits = SocketLimits(
@@ -71,6 +73,7 @@ class LiveCore:
         self.room_list = publish.RoomListRefresh(interval=settings.LIVEROOM_ROOMS_REFRESH_SECONDS)
         self.presence = PresenceAnnouncer(self.tasks, self.readers, self.room_list)
         self.watch = Watch(self)
+        self.announcements = Announcements(self.loop, self.ready_pages)
         self.failed_deliveries = 0
 
     @property
@@ -116,7 +119,9 @@ class LiveCore:
         del self.groups[group]
         metrics.rooms_served.dec()
         member_lists.forget(page.room_slug)
-        self.list_frames.pop(page.room_slug, None)
+        for key in [key for key in self.list_frames if key[0] == page.room_slug]:
+            del self.list_frames[key]
+        self.announcements.forget(group)
         self.tasks.spawn(self.unsubscribe_if_unused(group))
 
     async def listen(self, listener: Listener) -> None:
@@ -150,6 +155,10 @@ class LiveCore:
     def room_pages(self) -> list[Page]:
         """The room pages that have their first list."""
         return [page for pages in self.groups.values() for page in pages if page.ready]
+
+    def ready_pages(self, group: str) -> list[Page]:
+        """The pages of one room that have their first list."""
+        return [page for page in self.groups.get(group, ()) if page.ready]
 
     def is_open(self, page: Page) -> bool:
         return page in self.groups.get(page.group_name, ())
@@ -210,19 +219,27 @@ class LiveCore:
     # Delivery
 
     async def deliver(self, message: Message) -> None:
-        """Hand `message` to every page of its group; one page's failure is not another's."""
+        """Hand `message` to every page of its group, rendered once per language the pages use
+        and framed once per language; one page's failure is not another's. The first page it is
+        new to decides whether its words are said now or with the room's next announcement
+        (liveroom/live/announcements.py)."""
         group = message["group"]
         if listeners := self.listeners.get(group):
-            self.send_to_each(list(listeners), text_frame(message["html"]))
+            self.send_in_languages(list(listeners), message)
         pages = list(self.groups.get(group, ()))
-        frame = None  # framed at most once, for every page that forwards it as is
+        frames: dict[str, bytes] = {}  # by language, for every page that forwards it as is
+        said: bool | None = None  # whether its words go with it (decided once, when forwarded)
         handled: list[Page] = []
         next_yield = time.perf_counter() + PASS_SECONDS
         for page in pages:
             try:
                 decision = page.triage(message)
                 if decision is FORWARD:  # nearly always: kept to the point
-                    frame = frame or text_frame(message["html"])
+                    frame = frames.get(page.language)
+                    if frame is None:
+                        if said is None:
+                            said = self.announcements.now(group, message)
+                        frame = frames[page.language] = self.frame_of(message, page.language, said)
                     page.socket.send(frame)
                 else:
                     self.act(page, message, decision, handled)
@@ -237,11 +254,19 @@ class LiveCore:
         if (pages or listeners) and (sent_at := message.get("sent_at")):
             metrics.delivery_seconds.observe(max(0.0, time.time() - sent_at))
 
+    @staticmethod
+    def frame_of(message: Message, language: str, said: bool) -> bytes:
+        """`message` for pages in `language`, with its words if they are said now."""
+        html = html_of(message, language)
+        if said:
+            html += announcement_html([message], language)
+        return text_frame(html)
+
     def act(self, page: Page, message: Message, decision: Decision, handled: list[Page]) -> None:
         """What a page decided for a message, but a plain forward; pages that need it handled
         are added to `handled`."""
         if decision is FORWARD or decision is RELEASE:
-            page.socket.send(text_frame(message["html"]))
+            page.socket.send(text_frame(html_of(message, page.language)))
             if decision is RELEASE and (held := page.next_held()) is not None:
                 self.deliver_to(page, held)
         elif decision is HOLD:
@@ -290,16 +315,23 @@ class LiveCore:
 
     async def send_presence_now(self, member_ids: list[int], pages: list[Page]) -> None:
         """A late presence message (processes publish independently) may be older than what
-        pages show: send them those members' current states instead, rendered once."""
-        html = await database_sync_to_async(fragments.render_presence_now)(
-            room_slug=pages[0].room_slug, member_ids=member_ids
+        pages show: send them those members' current states instead, rendered once a
+        language."""
+        rendered = await database_sync_to_async(fragments.render_presence_now)(
+            room_slug=pages[0].room_slug,
+            member_ids=member_ids,
+            languages={page.language for page in pages},
         )
-        self.send_to_each(pages, text_frame(html))
+        send_rendered(pages, rendered)
 
     @staticmethod
-    def send_to_each(pages: list[Page] | list[Listener], frame: bytes) -> None:
-        for page in pages:
-            page.socket.send(frame)
+    def send_in_languages(listeners: list[Listener], message: Message) -> None:
+        frames: dict[str, bytes] = {}
+        for listener in listeners:
+            frame = frames.get(listener.language)
+            if frame is None:
+                frame = frames[listener.language] = text_frame(html_of(message, listener.language))
+            listener.socket.send(frame)
 
     # Snapshots and the lists they share
 
@@ -309,20 +341,21 @@ class LiveCore:
         """The room as `page`'s member sees it now, from this room's cached list while the
         room's version is the same."""
         snapshot = await self.snapshot_reads.read(
-            page.room_slug, session_key, check_session=check_session
+            page.room_slug, session_key, check_session=check_session, language=page.language
         )
         if page.group_name not in self.groups:  # the room's last page closed meanwhile
             member_lists.forget(page.room_slug)
         return snapshot
 
-    def list_frame(self, room_slug: str, members_html: str) -> bytes:
-        """The frame of a room's list, made once for every page that gets it while it stays
-        current (MemberList keeps one string per version and presence: same string, same list)."""
-        cached = self.list_frames.get(room_slug)
+    def list_frame(self, room_slug: str, language: str, members_html: str) -> bytes:
+        """The frame of a room's list in one language, made once for every page that gets it
+        while it stays current (MemberList keeps one string per version and presence: same
+        string, same list)."""
+        cached = self.list_frames.get((room_slug, language))
         if cached is None or cached[0] is not members_html:
             cached = (members_html, text_frame(members_html))
             if room_group(room_slug) in self.groups:
-                self.list_frames[room_slug] = cached
+                self.list_frames[room_slug, language] = cached
         return cached[1]
 
     # Sweeps
@@ -351,7 +384,16 @@ class LiveCore:
         self.groups.clear()
         self.listeners.clear()
         self.list_frames.clear()
+        self.announcements.clear()
         self.readers.close()
+
+
+def send_rendered(pages: list[Page], rendered: dict[str, str]) -> None:
+    """To each page the swaps rendered in its language (`rendered`: by language), framed once
+    a language."""
+    frames = {language: text_frame(html) for language, html in rendered.items()}
+    for page in pages:
+        page.socket.send(frames[page.language])
 
 
 _cores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveCore]" = (

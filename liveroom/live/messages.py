@@ -1,6 +1,12 @@
-"""The messages the channel layer carries, one TypedDict each (`type` names the handler)."""
+"""The messages the channel layer carries, one TypedDict each (`type` names the handler).
+
+Room messages carry what changed, not markup: each process renders a message once for each
+language its pages of the room use (liveroom/live/rendering.py), so a room's pages can be in
+several languages at the cost of a render per language, not per page."""
 
 from typing import Literal, NotRequired, TypedDict
+
+from liveroom.rooms.fragments import ChangeData, PresenceData
 
 CHANGE_EVENT: Literal["room.change"] = "room.change"
 PRESENCE_EVENT: Literal["room.presence"] = "room.presence"
@@ -22,7 +28,8 @@ class RoomChange(TypedDict):
     member_id: int
     left: bool
     removed: NotRequired[bool]  # left because a moderator removed them (their pages say so)
-    html: str
+    data: ChangeData
+    rendered: NotRequired[dict[str, str]]  # by language, as this process renders it
     sent_at: NotRequired[float]  # time.time() at publish, for the delivery histogram
 
 
@@ -33,25 +40,27 @@ class RoomPresenceChange(TypedDict):
     group: str
     sequence: int
     members: list[int]
-    html: str
+    data: PresenceData
+    rendered: NotRequired[dict[str, str]]
     sent_at: NotRequired[float]
 
 
 class RoomClosed(TypedDict):
-    """A moderator closed the room: every page of it shows `html` (the notice) and closes."""
+    """A moderator closed the room: every page of it shows the notice and closes."""
 
     type: Literal["room.closed"]
     group: str
-    html: str
+    rendered: NotRequired[dict[str, str]]
     sent_at: NotRequired[float]
 
 
 class RoomsChange(TypedDict):
-    """The /rooms/ list, whole."""
+    """The /rooms/ list, whole, in every language offered (it is refreshed at most once a
+    second, whoever looks)."""
 
     type: Literal["rooms.change"]
     group: str
-    html: str
+    html: dict[str, str]
     sent_at: NotRequired[float]
 
 

@@ -12,7 +12,7 @@ decisions.
 from enum import Enum
 from typing import Protocol
 
-from liveroom.live.messages import CLOSED_EVENT, PRESENCE_EVENT, Message
+from liveroom.live.messages import CHANGE_EVENT, CLOSED_EVENT, PRESENCE_EVENT, Message
 from liveroom.live.sockets import Socket
 from liveroom.rooms.snapshots import Snapshot
 
@@ -44,6 +44,9 @@ class PageState:
         # Room messages that arrive before the first list is sent wait here, then go in order.
         self.waiting: list[Message] | None = []
         self.held: dict[int, Message] = {}  # changes that came early, by version
+        # Paused by its person: sent nothing but the end of its membership or of the room,
+        # until resumed (then one snapshot).
+        self.paused = False
 
     def shown(
         self, *, member_id: int, version: int, presence_sequence: int, rewind: bool = False
@@ -62,6 +65,16 @@ class PageState:
         if sequence > self.presence_seen:
             self.presence_base = self.presence_seen = sequence
 
+    def ends_page(self, message: Message) -> bool:
+        """Whether `message` ends this page: its room closed, or its member gone."""
+        if message["type"] == CLOSED_EVENT:
+            return True
+        return (
+            message["type"] == CHANGE_EVENT
+            and message["left"]
+            and message["member_id"] == self.member_id
+        )
+
     def next_held(self) -> Message | None:
         """The held change that is next now, if any (triage it like a new one)."""
         return self.held.pop(self.version + 1, None)
@@ -79,6 +92,8 @@ class PageState:
     def triage(self, message: Message) -> Decision:
         if self.waiting is not None:
             self.waiting.append(message)
+            return SKIP
+        if self.paused and not self.ends_page(message):
             return SKIP
         if message["type"] == PRESENCE_EVENT:
             sequence = message["sequence"]
@@ -114,6 +129,9 @@ class Page(Protocol):
     version: int
     ready: bool  # has its first list
     state: PageState
+    language: str  # what its pieces are rendered in
+    paused: bool  # sent nothing until its person resumes it
+    quiet: bool  # its spoken announcements are off
 
     def triage(self, message: Message) -> Decision: ...
 
@@ -139,3 +157,4 @@ class Listener(Protocol):
 
     group_name: str
     socket: Socket
+    language: str

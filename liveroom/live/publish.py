@@ -60,7 +60,7 @@ class RoomListRefresh:
 
     def __init__(
         self,
-        render: Callable[[], str] = fragments.render_room_list,
+        render: Callable[[], dict[str, str]] = fragments.render_room_list,
         send: Publish = publish,
         interval: float = 1.0,
     ) -> None:

@@ -1,11 +1,13 @@
 """What the live transport does with the domain's signals (connected in liveroom/apps.py):
-render each change once, in the writer's thread, and publish it after the view's response,
-with a refresh of the /rooms/ list."""
+publish each change after the view's response (what changed, read in the writer's thread; each
+process renders it in its pages' languages: liveroom/live/rendering.py), with a refresh of the
+/rooms/ list."""
 
 from liveroom.live import publish
 from liveroom.live.after_response import send_after_response
 from liveroom.live.core import live_core
 from liveroom.live.messages import CHANGE_EVENT, CLOSED_EVENT, RoomChange, RoomClosed, room_group
+from liveroom.presence import room_presence
 from liveroom.rooms import fragments
 from liveroom.rooms.models import Member, Room
 
@@ -18,11 +20,13 @@ def on_room_changed(
     member: Member,
     change: str,
     count: int,
-    announcement: str,
+    before: dict,
     **kwargs: object,
 ) -> None:
-    html = fragments.render_change(
-        room=room, member=member, change=change, count=count, announcement=announcement
+    # An updated entry shows whether its member is online; a new one has no page open yet.
+    online = change == "updated" and member.pk in room_presence(room.slug).online
+    data = fragments.change_data(
+        member=member, change=change, count=count, before=before, online=online
     )
     group = room_group(room.slug)
     message: RoomChange = {
@@ -32,7 +36,7 @@ def on_room_changed(
         "member_id": member.pk,
         "left": change in ("left", "removed"),
         "removed": change == "removed",
-        "html": html,
+        "data": data,
     }
     what = f"member {member.pk} {change}, version {version}"
     send_after_response(publish.publish, group, message, what=what)
@@ -42,11 +46,7 @@ def on_room_changed(
 
 def on_room_closed(sender: object, *, room_slug: str, **kwargs: object) -> None:
     group = room_group(room_slug)
-    message: RoomClosed = {
-        "type": CLOSED_EVENT,
-        "group": group,
-        "html": fragments.render_notice(room_slug, "closed"),
-    }
+    message: RoomClosed = {"type": CLOSED_EVENT, "group": group}
     send_after_response(publish.publish, group, message, what=f"room {room_slug} closed")
     send_after_response(refresh_room_list)
 

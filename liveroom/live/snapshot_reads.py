@@ -27,15 +27,17 @@ class SnapshotReads:
         self.reading: dict[str, asyncio.Task] = {}  # room slug -> its running reads
 
     async def read(
-        self, room_slug: str, session_key: str, *, check_session: bool
+        self, room_slug: str, session_key: str, *, check_session: bool, language: str
     ) -> Snapshot | None:
-        """The room as the session's member sees it now; None if it is not a member (or, with
-        `check_session`, no longer a live session). Raises what the read raised."""
+        """The room as the session's member sees it now, in `language`; None if it is not a
+        member (or, with `check_session`, no longer a live session). Raises what the read
+        raised."""
         loop = asyncio.get_running_loop()
         waiting = self.waiting.setdefault(room_slug, {})
-        future = waiting.get((session_key, check_session))
+        wanted = (session_key, check_session, language)
+        future = waiting.get(wanted)
         if future is None:
-            future = waiting[session_key, check_session] = loop.create_future()
+            future = waiting[wanted] = loop.create_future()
         if room_slug not in self.reading:
             self.reading[room_slug] = loop.create_task(self.read_while_asked(room_slug))
         return await asyncio.shield(future)  # a page that goes leaves the others their read

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import translation
 from django.db import DatabaseError
 
 from liveroom.live.page import GAP_SECONDS, Page
@@ -59,24 +60,24 @@ class Watch:
         presence_seen: deque[dict[str, int]] = deque(
             maxlen=max(2, round(PRESENCE_HEAL_SECONDS / interval))
         )
-        heartbeat = text_frame(fragments.render_heartbeat())
+        heartbeats = Heartbeats()
         tick = 0
         try:
             while pages := self.core.room_pages():
                 if redis is not None and (code := await redis.close_code(len(pages))):
                     await asyncio.gather(*(page.close(code) for page in pages),
                                          return_exceptions=True)  # fmt: skip
-                else:
-                    await self.resync_pages(pages)
+                elif live := [page for page in pages if not page.paused]:  # paused: left be
+                    await self.resync_pages(live)
                     if settings.LIVEROOM_PRESENCE:
-                        await self.heal_presence(pages, presence_seen)
+                        await self.heal_presence(live, presence_seen)
                 await self.core.renew_subscriptions()
                 if settings.LIVEROOM_HEARTBEAT_SECONDS:
                     slices = max(1, round(settings.LIVEROOM_HEARTBEAT_SECONDS / interval))
                     tick = (tick + 1) % slices
                     for page in pages:
-                        if hash(page) % slices == tick:
-                            page.socket.send(heartbeat)
+                        if hash(page) % slices == tick and not page.paused:
+                            page.socket.send(heartbeats.frame(page.language))
                 await asyncio.sleep(interval)
         finally:
             if redis is not None:
@@ -171,12 +172,28 @@ class Watch:
             self.core.tasks.spawn(self.send_presence_all(room_slug, stale))
 
     async def send_presence_all(self, room_slug: str, pages: list[Page]) -> None:
-        html, sequence = await self.core.readers.run(fragments.render_presence_all, room_slug)
-        frame = text_frame(html)
+        rendered, sequence = await self.core.readers.run(
+            fragments.render_presence_all, room_slug, {page.language for page in pages}
+        )
+        frames = {language: text_frame(html) for language, html in rendered.items()}
         for page in pages:
             if sequence > page.state.presence_seen:
                 page.state.presence_shown(sequence)
-                page.socket.send(frame)
+                page.socket.send(frames[page.language])
+
+
+class Heartbeats:
+    """The connection indicator's frame, rendered once per language when first needed."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, bytes] = {}
+
+    def frame(self, language: str) -> bytes:
+        frame = self.frames.get(language)
+        if frame is None:
+            with translation.override(language):
+                frame = self.frames[language] = text_frame(fragments.render_heartbeat())
+        return frame
 
 
 def room_versions(slugs: set[str]) -> dict[str, int]:

@@ -1,6 +1,7 @@
 import unicodedata
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from liveroom.rooms.models import Member
 
@@ -15,8 +16,8 @@ class JoinForm(forms.Form):
         max_length=Member.NAME_MAX_LENGTH,
         strip=True,
         error_messages={
-            "required": "Please enter a name.",
-            "max_length": (
+            "required": _("Please enter a name."),
+            "max_length": _(
                 "Please use at most %(limit_value)d characters (this has %(show_value)d)."
             ),
         },
@@ -27,7 +28,7 @@ class JoinForm(forms.Form):
         name = unicodedata.normalize("NFC", self.cleaned_data["name"])
         if any(is_invisible(char) for char in name):
             raise forms.ValidationError(
-                "Names cannot contain control characters or invisible formatting characters.",
+                _("Names cannot contain control characters or invisible formatting characters."),
                 code="invisible",
             )
         return name

@@ -5,12 +5,18 @@ member_lists.py, snapshots in snapshots.py, and sending is the live transport's 
 (liveroom/live/).
 """
 
+from collections.abc import Iterable
+from typing import TypedDict
+
 from django.conf import settings
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext, ngettext
 
 from liveroom.presence import PresenceChange, RoomPresence, room_presence
 from liveroom.rooms.listing import rooms_page
 from liveroom.rooms.models import Member, Room
+from liveroom.rooms.shown import announcement, joined, said
 
 ROOM_TEMPLATE = "liveroom/room.html"
 
@@ -26,69 +32,172 @@ def presence_context(presence: RoomPresence | None) -> dict:
 
 # Each membership change, and the partial of room.html that shows it.
 CHANGE_PARTIALS = {
-    "joined": "member-joined",  # the entry added, the count, the announcement
-    "updated": "member-updated",  # the entry swapped (what it shows changed), the announcement
-    "left": "member-left",  # the entry deleted, the count, the announcement
+    "joined": "member-joined",  # the entry added, the count
+    "updated": "member-updated",  # the entry swapped (what it shows changed)
+    "left": "member-left",  # the entry deleted, the count
     "removed": "member-left",
 }
 
 
-def render_change(*, room: Room, member: Member, change: str, count: int, announcement: str) -> str:
-    """One membership change (CHANGE_PARTIALS) as out-of-band swaps."""
-    context = {"member": member, "count": count, "announcement": announcement, "oob": True}
+class ChangeData(TypedDict):
+    """One membership change as the channel layer carries it: no words, no markup, so each
+    process renders it in the languages its pages use (liveroom/live/rendering.py)."""
+
+    change: str  # a key of CHANGE_PARTIALS
+    member: dict  # "id" and each of Member.SHOWN_FIELDS, as after the change
+    before: dict  # the changed shown fields before an update
+    count: int  # members after the change
+    online: bool  # whether the member has a page open (an updated entry shows it)
+
+
+def change_data(
+    *, member: Member, change: str, count: int, before: dict, online: bool
+) -> ChangeData:
+    shown = {field: getattr(member, field) for field in Member.SHOWN_FIELDS}
+    return {"change": change, "member": {"id": member.pk, **shown}, "before": before,
+            "count": count, "online": online}  # fmt: skip
+
+
+def member_of(data: ChangeData) -> Member:
+    fields = dict(data["member"])
+    return Member(pk=fields.pop("id"), **fields)
+
+
+def render_change(data: ChangeData) -> str:
+    """One membership change (CHANGE_PARTIALS) as out-of-band swaps, in the active language."""
+    member = member_of(data)
+    context = {"member": member, "count": data["count"], "oob": True}
     # A new member has no page open yet; an updated one keeps their state.
-    context |= presence_context(room_presence(room.slug) if change == "updated" else None)
-    return render_to_string(f"{ROOM_TEMPLATE}#{CHANGE_PARTIALS[change]}", context).strip()
+    online = frozenset({member.pk}) if data["online"] else frozenset()
+    context |= presence_context(RoomPresence(0, online) if data["change"] == "updated" else None)
+    return render_to_string(f"{ROOM_TEMPLATE}#{CHANGE_PARTIALS[data['change']]}", context).strip()
 
 
-def render_presence_change(change: PresenceChange) -> tuple[str, list[int]]:
-    """Who came online or went away in one room, and the ids of the members it shows."""
+def change_words(data: ChangeData) -> str:
+    """What screen readers hear of one change, in the active language."""
+    member, change = member_of(data), data["change"]
+    if change == "updated":
+        return announcement(member, data["before"])
+    words = {"joined": gettext("{name} joined"), "left": gettext("{name} left"),
+             "removed": gettext("A moderator removed {name}")}  # fmt: skip
+    return said(words[change], name=member.name)
+
+
+def away_words(names: list[str]) -> str:
+    """What screen readers hear when members go away, in the active language."""
+    if len(names) == 1:
+        return said(gettext("{name} is away"), name=names[0])
+    if len(names) == 2:
+        return said(gettext("{first} and {second} are away"), first=names[0], second=names[1])
+    return ngettext("%(count)d person is away", "%(count)d people are away", len(names)) % {
+        "count": len(names)
+    }
+
+
+def burst_words(kinds: dict[str, int]) -> str:
+    """What screen readers hear of several changes at once ("12 people joined"), by kind:
+    "joined", "left" (removed too), "updated", "away"; in the active language."""
+    sentences = {
+        "joined": lambda n: ngettext("%(count)d person joined", "%(count)d people joined", n),
+        "left": lambda n: ngettext("%(count)d person left", "%(count)d people left", n),
+        "updated": lambda n: ngettext("%(count)d member changed", "%(count)d members changed", n),
+        "away": lambda n: ngettext("%(count)d person is away", "%(count)d people are away", n),
+    }
+    said_ = [sentences[kind](n) % {"count": n} for kind, n in kinds.items() if n]
+    return joined(said_)
+
+
+def render_announcement(words: str) -> str:
+    """`words` (escaped, names isolated) into the page's live region, as an out-of-band swap."""
+    return render_to_string(f"{ROOM_TEMPLATE}#announce", {"announcement": words}).strip()
+
+
+class PresenceData(TypedDict):
+    """Who came online or went away in one room, as the channel layer carries it."""
+
+    members: list[tuple[int, str]]  # (id, name) of each member it shows
+    online: list[int]  # which of them are online now
+    online_count: int
+    went_away: list[str]  # the names of those who went away
+
+
+def presence_data(change: PresenceChange) -> PresenceData:
+    """What a presence change shows (the members' names read in one query)."""
     members = list(
         Member.objects.filter(
             room__slug=change.room_slug, pk__in=change.came_online + change.went_away
-        ).only("id", "name")
+        ).values_list("id", "name")
     )
-    context = {
+    return {
         "members": members,
-        "online": frozenset(change.came_online),
+        "online": list(change.came_online),
         "online_count": change.online_count,
-        "away_names": [m.name for m in members if m.pk in change.went_away],
-        "oob": True,
+        "went_away": [name for member_id, name in members if member_id in change.went_away],
     }
-    html = render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context).strip()
-    return html, [member.pk for member in members]
 
 
-def render_presence_now(*, room_slug: str, member_ids: list[int]) -> str:
-    """These members' presence as the store has it now: newer than any message in flight."""
-    presence = room_presence(room_slug)
+def render_presence_change(data: PresenceData) -> str:
+    """A presence change as out-of-band swaps, in the active language."""
     context = {
-        "members": Member.objects.filter(room__slug=room_slug, pk__in=member_ids).only("id"),
-        "online": presence.online,
-        "online_count": len(presence.online),
+        "members": [Member(pk=member_id, name=name) for member_id, name in data["members"]],
+        "online": frozenset(data["online"]),
+        "online_count": data["online_count"],
         "oob": True,
     }
     return render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context).strip()
 
 
-def render_presence_all(room_slug: str) -> tuple[str, int]:
-    """Every member's presence as the store has it now, and the presence sequence it is at:
-    for pages that missed a presence message."""
+def render_presence_now(
+    *, room_slug: str, member_ids: list[int], languages: Iterable[str]
+) -> dict[str, str]:
+    """These members' presence as the store has it now (newer than any message in flight), in
+    each of `languages`."""
     presence = room_presence(room_slug)
-    context = {
-        "members": Member.objects.filter(room__slug=room_slug).only("id"),
-        "online": presence.online,
-        "online_count": len(presence.online),
-        "oob": True,
-    }
-    html = render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context).strip()
-    return html, presence.sequence
+    members = list(Member.objects.filter(room__slug=room_slug, pk__in=member_ids).only("id"))
+    return _presence_swaps(members, presence, languages)
 
 
-def render_room_list() -> str:
-    """The first page of /rooms/ (the live one), as an out-of-band swap."""
+def render_presence_all(room_slug: str, languages: Iterable[str]) -> tuple[dict[str, str], int]:
+    """Every member's presence as the store has it now, in each of `languages`, and the
+    presence sequence it is at: for pages that missed a presence message."""
+    presence = room_presence(room_slug)
+    members = list(Member.objects.filter(room__slug=room_slug).only("id"))
+    return _presence_swaps(members, presence, languages), presence.sequence
+
+
+def _presence_swaps(
+    members: list[Member], presence: RoomPresence, languages: Iterable[str]
+) -> dict[str, str]:
+    context = {"members": members, "online": presence.online,
+               "online_count": len(presence.online), "oob": True}  # fmt: skip
+    rendered = {}
+    for language in languages:
+        with translation.override(language):
+            html = render_to_string(f"{ROOM_TEMPLATE}#presence-changed", context)
+            rendered[language] = html.strip()
+    return rendered
+
+
+def render_room_list(languages: Iterable[str] | None = None) -> dict[str, str]:
+    """The first page of /rooms/ (the live one), as an out-of-band swap, in each of `languages`
+    (every language offered unless said), read once."""
     context = {"rooms": rooms_page(1), "oob": True}
-    return render_to_string("liveroom/rooms.html#room-list", context).strip()
+    rendered = {}
+    for language in languages or language_codes():
+        with translation.override(language):
+            rendered[language] = render_to_string("liveroom/rooms.html#room-list", context).strip()
+    return rendered
+
+
+def language_codes() -> list[str]:
+    """The languages pages are offered in (LANGUAGES)."""
+    return [code for code, _ in settings.LANGUAGES]
+
+
+def page_language(asked: str | None) -> str:
+    """The language a page asks its pieces in (its socket's `l`), if offered; else the
+    default."""
+    return asked if asked in language_codes() else settings.LANGUAGE_CODE
 
 
 def render_own_entry(me: Member, presence: RoomPresence) -> str:
@@ -107,11 +216,28 @@ def render_entries(member: Member) -> tuple[str, str]:
 
 
 def render_heartbeat() -> str:
-    """The connection indicator, sent to every page now and then to say the socket is alive."""
+    """The connection indicator, sent to every page now and then to say the socket is alive (in
+    the active language)."""
     return render_to_string(f"{ROOM_TEMPLATE}#connection", {"oob": True}).strip()
 
 
 NOTICES = ("left", "removed", "gone", "closed")
+
+
+def render_live_controls(
+    *, room_slug: str, paused: bool, quiet: bool, missed: int | None = None
+) -> str:
+    """A page's pause and spoken-announcement controls as they are now, with its status (and,
+    resumed, how many changes it missed), in the active language."""
+    context = {"room": Room(slug=room_slug), "paused": paused, "quiet": quiet, "missed": missed,
+               "oob": True}  # fmt: skip
+    html = render_to_string(f"{ROOM_TEMPLATE}#live-controls", context)
+    return html.strip()
+
+
+def render_announcement_region(*, quiet: bool) -> str:
+    """The page's live region, spoken or silent."""
+    return render_to_string(f"{ROOM_TEMPLATE}#announcement-region", {"quiet": quiet, "oob": True})
 
 
 def render_notice(room_slug: str, notice: str) -> str:

@@ -1,6 +1,7 @@
 """Each room's member list as last rendered in this process, shared by every page load and
 snapshot while the room's version is the same (the database bumps it for every write of a
-member: migration 0004), so a thousand loads at one version render it once.
+member: migration 0004), so a thousand loads at one version render it once. A list is kept per
+language in use (its entries say "online", "away"): the active language when it is asked for.
 """
 
 import threading
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.template.loader import render_to_string
+from django.utils.translation import get_language
 from django.utils.safestring import mark_safe
 
 from liveroom.presence import RoomPresence
@@ -61,7 +63,7 @@ class MemberLists:
 
     def __init__(self, max_rooms: int | None = None) -> None:
         self.lock = threading.Lock()
-        self.lists: OrderedDict[str, MemberList] = OrderedDict()
+        self.lists: OrderedDict[tuple[str, str], MemberList] = OrderedDict()  # by room, language
         self._max_rooms = max_rooms
 
     @property
@@ -70,18 +72,20 @@ class MemberLists:
         return self._max_rooms or settings.LIVEROOM_CACHED_ROOMS
 
     def current(self, room_slug: str, room_id: int, version: int) -> MemberList:
-        """The room's list at `version` or later, never later than the database."""
+        """The room's list at `version` or later, never later than the database, in the active
+        language."""
+        key = (room_slug, get_language())
         with self.lock:
-            cached = self.lists.get(room_slug)
+            cached = self.lists.get(key)
             # The room id tells a room deleted and started again from the one that was cached.
             if cached is None or cached.room_id != room_id:
-                cached = self.lists[room_slug] = render_member_list(room_slug)
+                cached = self.lists[key] = render_member_list(room_slug)
             elif cached.version < version or (
                 # Read before a newer list was cached, or the database went back (a restore)?
                 cached.version > version and room_version(room_id) < cached.version
             ):  # entries of members unchanged since are reused
-                cached = self.lists[room_slug] = render_member_list(room_slug, cached)
-            self.lists.move_to_end(room_slug)
+                cached = self.lists[key] = render_member_list(room_slug, cached)
+            self.lists.move_to_end(key)
             while len(self.lists) > self.max_rooms:
                 self.lists.popitem(last=False)
             return cached
@@ -91,12 +95,14 @@ class MemberLists:
             return member_list.render(presence)
 
     def forget(self, room_slug: str) -> None:
+        """Drop the room's lists, in every language."""
         with self.lock:
-            self.lists.pop(room_slug, None)
+            for key in [key for key in self.lists if key[0] == room_slug]:
+                del self.lists[key]
 
     def rooms(self) -> list[str]:
         with self.lock:
-            return list(self.lists)
+            return list(dict.fromkeys(room_slug for room_slug, _ in self.lists))
 
     def clear(self) -> None:
         with self.lock:

@@ -17,7 +17,6 @@ from django.db import transaction
 from django.db.models import Count
 
 from liveroom.rooms.models import Member, Room
-from liveroom.rooms.shown import announcement
 from liveroom.rooms.signals import room_changed, room_closed
 
 
@@ -29,7 +28,7 @@ def member_join(*, room_slug: str, session_key: str, name: str) -> Member:
         member = room.members.filter(session_key=session_key).first()
         if member is None:
             member = Member.objects.create(room=room, session_key=session_key, name=name)
-            _announce(room, member, "joined", f"{member.name} joined")
+            _announce(room, member, "joined")
         else:
             _update(room, member, name=name)
     return member
@@ -116,19 +115,19 @@ def _update(room: Room, member: Member, **shown: object) -> None:
     for field in before:
         setattr(member, field, shown[field])
     member.save(update_fields=list(before))
-    _announce(room, member, "updated", announcement(member, before))
+    _announce(room, member, "updated", before)
 
 
 def _delete(room: Room, member: Member, change: str) -> None:
     member_id = member.pk
     member.delete()
     member.pk = member_id  # the fragment still needs the id of the element to remove
-    words = f"A moderator removed {member.name}" if change == "removed" else f"{member.name} left"
-    _announce(room, member, change, words)
+    _announce(room, member, change)
 
 
-def _announce(room: Room, member: Member, change: str, words: str) -> None:
-    """Announce `change` after commit, at the version the database gave the room for it."""
+def _announce(room: Room, member: Member, change: str, before: dict | None = None) -> None:
+    """Announce `change` after commit, at the version the database gave the room for it (with
+    what the changed shown fields were `before` an update)."""
     room.version, count = (
         Room.objects.filter(pk=room.pk)
         .annotate(count=Count("members"))
@@ -144,7 +143,7 @@ def _announce(room: Room, member: Member, change: str, words: str) -> None:
             member=member,
             change=change,
             count=count,
-            announcement=words,
+            before=before or {},
         ),
         robust=True,
     )

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 # Path segments under /room/ that are pages, not rooms.
-RESERVED_SLUGS = frozenset({"join", "leave", "hand"})
+RESERVED_SLUGS = frozenset({"join", "leave", "hand", "live"})
 
 
 class RoomQuerySet(models.QuerySet):
@@ -53,6 +53,10 @@ class Room(models.Model):
     @property
     def hand_url(self) -> str:
         return self.url("hand")
+
+    @property
+    def live_url(self) -> str:
+        return self.url("live")
 
     @property
     def join_url(self) -> str:

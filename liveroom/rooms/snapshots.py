@@ -5,6 +5,7 @@ ask."""
 from dataclasses import dataclass
 
 from django.template.loader import render_to_string
+from django.utils import translation
 
 from liveroom.presence import room_presence
 from liveroom.rooms.fragments import ROOM_TEMPLATE, presence_context
@@ -25,15 +26,16 @@ class Snapshot:
     own_html: str  # this page's own part
 
 
-SnapshotWanted = tuple[str, bool]  # a session key, and whether its session must be checked
+# A session key, whether its session must be checked, and the language of the page asking.
+SnapshotWanted = tuple[str, bool, str]
 
 
 def snapshots(room_slug: str, wanted: list[SnapshotWanted]) -> dict[SnapshotWanted, Snapshot]:
     """The room as each wanted session's member sees it, read together: a handful of queries
-    and one list however many pages ask. A session that is not a member (or, when it must be
-    checked, no longer a live session) has no snapshot."""
-    checked = live_sessions({key for key, check in wanted if check})
-    allowed = {key for key, check in wanted if key in checked or not check}
+    and one list (per language asked in) however many pages ask. A session that is not a member
+    (or, when it must be checked, no longer a live session) has no snapshot."""
+    checked = live_sessions({key for key, check, _ in wanted if check})
+    allowed = {key for key, check, _ in wanted if key in checked or not check}
     members = {
         member.session_key: member
         for member in Member.objects.filter(room__slug=room_slug, session_key__in=allowed)
@@ -42,23 +44,25 @@ def snapshots(room_slug: str, wanted: list[SnapshotWanted]) -> dict[SnapshotWant
         return {}
     room_id, version = Room.objects.filter(slug=room_slug).values_list("id", "version").get()
     presence = room_presence(room_slug)
-    member_list = member_lists.current(room_slug, room_id, version)
-    members_html = member_lists.render(member_list, presence)
-    found: dict[str, Snapshot] = {}
     room = Room(slug=room_slug)  # its URLs, for the page's own forms
-    for session_key, me in members.items():
-        context = {"room": room, "me": me, "count": member_list.count, "oob": True}
-        context |= presence_context(presence)
-        found[session_key] = Snapshot(
-            version=member_list.version,
-            presence_sequence=presence.sequence,
-            member_id=me.pk,
-            member_list=member_list,
-            members_html=members_html,
-            own_html=render_to_string(f"{ROOM_TEMPLATE}#snapshot-you", context).strip(),
-        )
+    found: dict[tuple[str, str], Snapshot] = {}
+    for language in {language for _, _, language in wanted}:
+        with translation.override(language):
+            member_list = member_lists.current(room_slug, room_id, version)
+            members_html = member_lists.render(member_list, presence)
+            for session_key, me in members.items():
+                context = {"room": room, "me": me, "count": member_list.count, "oob": True}
+                context |= presence_context(presence)
+                found[session_key, language] = Snapshot(
+                    version=member_list.version,
+                    presence_sequence=presence.sequence,
+                    member_id=me.pk,
+                    member_list=member_list,
+                    members_html=members_html,
+                    own_html=render_to_string(f"{ROOM_TEMPLATE}#snapshot-you", context).strip(),
+                )
     return {
-        (key, check): found[key]
-        for key, check in wanted
-        if key in found and (key in checked or not check)
+        (key, check, language): found[key, language]
+        for key, check, language in wanted
+        if (key, language) in found and (key in checked or not check)
     }

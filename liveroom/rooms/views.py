@@ -1,6 +1,7 @@
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from liveroom.presence import room_presence
@@ -12,13 +13,14 @@ from liveroom.rooms.listing import rooms_page
 from liveroom.rooms.member_lists import member_lists
 from liveroom.rooms.membership import member_join, member_leave, member_show
 from liveroom.rooms.models import Member, Room
+from liveroom.rooms.preferences import PAUSED_KEY, QUIET_KEY, preferences
 from liveroom.rooms.ratelimit import limit_membership_changes
 
 
 def unsaved_room(slug: str) -> Room:
     """A Room for `slug`, not looked up. 404 for a bad slug."""
     if not Room.is_valid_slug(slug):
-        raise Http404("Room names use lowercase letters, digits and hyphens.")
+        raise Http404(gettext("Room names use lowercase letters, digits and hyphens."))
     return Room(slug=slug)
 
 
@@ -58,6 +60,7 @@ def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
         "presence_sequence": presence.sequence,
         "name_max_length": Member.NAME_MAX_LENGTH,
     } | presence_context(presence)
+    context["paused"], context["quiet"] = preferences(request.session)
     return render(request, "liveroom/room.html", context)
 
 
@@ -103,7 +106,10 @@ def hand(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     room = unsaved_room(slug)
     raised = request.POST.get("raised")
     if raised not in {"0", "1"}:
-        return HttpResponseBadRequest("raised must be 1 (raise the hand) or 0 (lower it).")
+        return HttpResponseBadRequest(
+            gettext("raised must be 1 (raise the hand) or 0 (lower it)."),
+            content_type="text/plain; charset=utf-8",
+        )
     session_key = request.session.session_key
     if (
         not session_key
@@ -114,14 +120,37 @@ def hand(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     return redirect(room.url())
 
 
+@require_POST
+def live(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
+    """Pause (`live=pause`) or resume (`live=resume`) live updates, or turn spoken announcements
+    off (`spoken=off`) or on (`spoken=on`), for the session's room pages; back to the room.
+    Without JavaScript this is how the page's buttons work; with it they go over its socket."""
+    room = unsaved_room(slug)
+    paused, quiet = preferences(request.session)
+    live, spoken = request.POST.get("live"), request.POST.get("spoken")
+    if live in {"pause", "resume"} and spoken is None:
+        paused = live == "pause"
+    elif spoken in {"on", "off"} and live is None:
+        quiet = spoken == "off"
+    else:
+        return HttpResponseBadRequest(
+            gettext("Send live=pause or live=resume, or spoken=off or spoken=on."),
+            content_type="text/plain; charset=utf-8",
+        )
+    request.session[PAUSED_KEY], request.session[QUIET_KEY] = paused, quiet
+    return redirect(room.url())
+
+
 @require_GET
 def rooms(request: HttpRequest) -> HttpResponse:
     """Every room with members, busiest first; ?name=... opens (or starts) a room."""
     if name := request.GET.get("name", "").strip().lower():
         if Room.is_valid_slug(name):
             return redirect(Room(slug=name).url())
-        error = "Room names use lowercase letters, digits and hyphens (up to 50), and not "
-        error += "“join”, “leave” or “hand”."
+        error = gettext(
+            "Room names use lowercase letters, digits and hyphens (up to 50), and not "
+            "“join”, “leave”, “hand” or “live”."
+        )
     else:
         error = ""
     return render(

@@ -12,6 +12,7 @@ Selectors: tag, `#id`, `.class` and `[attribute]`/`[attribute="value"]` in any c
 `:not(:has(#id))` (the only pseudo-class liveroom pushes), and the descendant combinator.
 """
 
+import copy
 import re
 import xml.etree.ElementTree as ET
 
@@ -165,9 +166,7 @@ def _copy_children(element: Element) -> list[Element]:
 
 
 def _copy(element: Element) -> Element:
-    copied = ET.fromstring(ET.tostring(element))
-    copied.tail = element.tail
-    return copied
+    return copy.deepcopy(element)  # with its tail: the text after it goes where it goes
 
 
 def _set_children(target: Element, source: Element) -> None:
