@@ -11,7 +11,7 @@ SERVER := $(BIN)/python -m liveroom.server
 SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/liveroom
 SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-services bench lint lock format migrations-check screenshots chromium haproxy clean
+.PHONY: run test test-services bench lint lock format migrations-check screenshots chromium haproxy gettext messages clean
 
 $(VENV)/.app: requirements.txt .python-version
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12) and "liveroom needs Python 3.12 or newer (Django 6); found " + sys.version.split()[0])'
@@ -34,10 +34,10 @@ run: $(VENV)/.app
 	echo "liveroom is ready at http://$(HOST):$(PORT)/ (Ctrl+C stops it)"; \
 	wait $$pid
 
-test: $(VENV)/.dev chromium haproxy
+test: $(VENV)/.dev chromium haproxy gettext
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-services: $(VENV)/.dev chromium haproxy
+test-services: $(VENV)/.dev chromium haproxy gettext
 	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fan-out benchmark on PostgreSQL + Redis (slow: N up to 10,000); its results go to a dated
@@ -60,6 +60,22 @@ haproxy:
 	@command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || { \
 		[ "$$(id -u)" = 0 ] || { echo "Proxy tests need HAProxy: sudo apt-get install haproxy"; exit 1; }; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+
+# The catalogues of locale/ (docs/languages.md): every marked string of the code and templates
+# found again, then compiled. The .mo files are committed, so running needs no gettext; the
+# suite checks both are current (tests/test_languages.py).
+MESSAGES := --no-location --no-obsolete --ignore=.venv --ignore=tests --ignore=bench \
+	--ignore=harness --ignore=examples --ignore=docs --ignore=deploy
+LOCALES := $(patsubst locale/%/,-l %,$(wildcard locale/*/))
+messages: $(VENV)/.dev gettext
+	$(BIN)/python manage.py makemessages $(LOCALES) $(MESSAGES)
+	$(BIN)/python manage.py compilemessages --ignore=.venv
+
+# Django's makemessages and compilemessages run GNU gettext.
+gettext:
+	@command -v xgettext >/dev/null && command -v msgfmt >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "Catalogue checks need GNU gettext: sudo apt-get install gettext"; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; }
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -30,8 +30,9 @@ from liveroom.wire import NOT_A_MEMBER
 
 
 def change(version: int, member_id: int = 7) -> dict:
+    html = f"<p>{version}</p>"
     return {"type": "room.change", "group": "room.lobby", "version": version,
-            "member_id": member_id, "left": False, "rendered": {"en": f"<p>{version}</p>"}}  # fmt: skip
+            "member_id": member_id, "left": False, "rendered": {"en": html}}  # fmt: skip
 
 
 def presence(sequence: int) -> dict:

@@ -17,9 +17,9 @@ from django.http.cookie import parse_cookie
 from django.utils import translation
 
 from liveroom import metrics
+from liveroom.live.controls import PageControls
 from liveroom.live.core import live_core
 from liveroom.live.messages import CHANGE_EVENT, CLOSED_EVENT, ROOMS_GROUP, Message, room_group
-from liveroom.live.controls import PageControls
 from liveroom.live.page import Decision, PageState
 from liveroom.live.rendering import html_of
 from liveroom.live.sockets import AsgiSocket, socket_for, text_frame

@@ -36,13 +36,12 @@ def kind_of(message: Message) -> str | None:
     """What `message` is announced as ("joined", "left", "updated", "away"); None if it is not
     spoken: coming online (it follows every join), or a message that came already rendered
     (`rendered` alone, no `data`: a test's)."""
-    data = message.get("data")
-    if data is None:
+    if "data" not in message:
         return None
     if message["type"] == CHANGE_EVENT:
-        change = data["change"]
+        change = message["data"]["change"]
         return "left" if change == "removed" else change
-    if message["type"] == PRESENCE_EVENT and data["went_away"]:
+    if message["type"] == PRESENCE_EVENT and message["data"]["went_away"]:
         return "away"
     return None
 
@@ -60,9 +59,10 @@ def words_of(messages: list[Message], language: str) -> str:
         kinds: dict[str, int] = {}
         for message in messages:
             kind = kind_of(message)
-            if kind is not None:
-                count = len(message["data"]["went_away"]) if kind == "away" else 1  # type: ignore[typeddict-item]
-                kinds[kind] = kinds.get(kind, 0) + count
+            if kind == "away" and message["type"] == PRESENCE_EVENT:
+                kinds[kind] = kinds.get(kind, 0) + len(message["data"]["went_away"])
+            elif kind is not None:
+                kinds[kind] = kinds.get(kind, 0) + 1
         return fragments.burst_words(kinds)
 
 

@@ -16,8 +16,8 @@ from typing import Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.utils import translation
 from django.db import DatabaseError
+from django.utils import translation
 
 from liveroom.live.page import GAP_SECONDS, Page
 from liveroom.live.readers import Readers

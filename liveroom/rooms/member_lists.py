@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.template.loader import render_to_string
-from django.utils.translation import get_language
 from django.utils.safestring import mark_safe
+from django.utils.translation import get_language
 
 from liveroom.presence import RoomPresence
 from liveroom.rooms.fragments import ROOM_TEMPLATE, render_entries

@@ -44,7 +44,7 @@ SHOWN: dict[str, Shown] = {
             if member.hand_raised
             else gettext("{name} lowered their hand"),
             name=member.name,
-        )  # fmt: skip
+        )
     ),
 }
 

@@ -2,6 +2,7 @@
 applied as the htmx WebSocket extension applies it (liveroom/testing/dom.py)."""
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
@@ -78,8 +79,14 @@ class RoomPage(Page):
         if not connected:
             raise AssertionError("the room page's socket was refused")
         page = cls(client, html, socket)
-        await page.until(lambda page: bool(page.messages), within=5)  # live from its first message
+        if "paused=1" not in (live.get("ws-connect") or ""):  # a paused page is sent nothing
+            await page.until(lambda page: bool(page.messages), within=5)  # live from its first
         return page
+
+    async def press(self, **values: str) -> None:
+        """Send what the page's pause or spoken-announcement button sends over its socket
+        (htmx's ws-send: the form's values as JSON), e.g. `await page.press(live="pause")`."""
+        await self.socket.send_to(text_data=json.dumps(values))
 
     # Messages
 
