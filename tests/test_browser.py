@@ -182,7 +182,8 @@ def test_the_connection_indicator_says_reconnecting_until_the_server_is_back(
     browser: Browser, start_server, server_env
 ) -> None:
     server = start_server(env={**server_env, "LIVEROOM_HEARTBEAT_SECONDS": "5"})
-    alice = Person(browser, server)
+    # With motion reduced: the indicator must not depend on an animation being allowed.
+    alice = Person(browser, server, reduced_motion="reduce")
     alice.join("Alice")
     live = alice.page.locator("#connection .connection__live")
     reconnecting = alice.page.locator("#connection .connection__stale")

@@ -66,7 +66,7 @@ def main(argv: list[str]) -> None:
     command_line = LiveroomCommandLine(
         metrics_address=metrics_address(os.environ.get("LIVEROOM_METRICS_ADDRESS", "")),
         max_backlog=whole_number("LIVEROOM_SOCKET_BACKLOG_BYTES", DEFAULT_BACKLOG),
-        refuse_client_messages=argv[-1] == APPLICATION,
+        one_frame_messages=argv[-1] == APPLICATION,
         header_seconds=float(whole_number("LIVEROOM_HEADER_SECONDS", 10)),
         requests_at_once=whole_number("LIVEROOM_REQUESTS_AT_ONCE", DEFAULT_REQUESTS_AT_ONCE),
     )

@@ -10,6 +10,6 @@ from liveroom.server.server import LiveroomServer
 class LiveroomCommandLine(CommandLineInterface):
     def __init__(self, **server_options) -> None:
         """`server_options`: LiveroomServer's own (metrics_address, max_backlog,
-        refuse_client_messages, header_seconds, requests_at_once)."""
+        one_frame_messages, header_seconds, requests_at_once)."""
         super().__init__()
         self.server_class = partial(LiveroomServer, **server_options)

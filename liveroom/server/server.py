@@ -91,7 +91,7 @@ class LiveroomServer(Server):
         *args,
         metrics_address: tuple[str, int] | None = None,
         max_backlog: int = 0,
-        refuse_client_messages: bool = False,
+        one_frame_messages: bool = False,
         header_seconds: float = HEADER_SECONDS,
         requests_at_once: int = 0,
         **kwargs,
@@ -102,7 +102,7 @@ class LiveroomServer(Server):
         self.raw_sockets = raw_sockets_supported(installed_versions())
         self.metrics_address = metrics_address
         self.max_backlog = max_backlog
-        self.refuse_client_messages = refuse_client_messages
+        self.one_frame_messages = one_frame_messages
         self.header_seconds = header_seconds
         self.ports: list = []
         self.admission = Admission(requests_at_once, self.ports)

@@ -1,5 +1,5 @@
 """WebSocket connections: the standard close codes sent by the server itself, client messages
-refused, and a handshake counted by the server's Admission until it is answered."""
+kept to one frame, and a handshake counted by the server's Admission until it is answered."""
 
 from daphne.ws_protocol import WebSocketProtocol
 
@@ -18,11 +18,16 @@ class LiveroomWebSocketProtocol(WebSocketProtocol):
         super().onClose(wasClean, code, reason)
 
     def onMessageFrameEnd(self) -> None:
-        # A server whose application's clients never send closes the socket at the end of the
-        # first frame of a message, fragments included (the application would see only whole
-        # messages, and a client trickling fragments would count as active forever). At the
-        # end, so that a frame too big (1009) or not UTF-8 (1007) is told so first.
-        if self.server.refuse_client_messages and self.state == self.STATE_OPEN:
+        # A server whose application's clients send only a few small messages (a room page's
+        # buttons) closes the socket at the end of a message's first frame if it is not the
+        # whole message: the application sees only whole messages, and a client trickling
+        # fragments would count as active forever. At the end, so that a frame too big (1009)
+        # or not UTF-8 (1007) is told so first; what a whole message says is the app's to judge.
+        if (
+            self.server.one_frame_messages
+            and self.state == self.STATE_OPEN
+            and not self.current_frame.fin
+        ):
             self.sendCloseFrame(code=POLICY_VIOLATION, isReply=False)
         super().onMessageFrameEnd()
 
