@@ -4,6 +4,7 @@
     python -m bench.fanout --sizes 1000 --events 20
     python -m bench.fanout --smoke        # N = 20, a few events (run by the test suite)
     python -m bench.fanout --url http://host:8000 --sizes 500   # a server already running
+    python -m bench.fanout --sizes 1000 --languages en --languages en,de,ar --rounds 3
 
 Servers are started the way production runs them (daphne, DATABASE_URL and REDIS_URL from the
 environment), on this machine; so is the load client, which shares the same cores. For each N:
@@ -12,7 +13,10 @@ moment it has its snapshot; once every page has it and the room has settled (no 
 presence comes in batches), a probe member joins and leaves `--events` times. For every change
 it records, per socket, the time from sending the POST to receiving the fragment that shows it,
 and the servers' CPU time. The client sets its own objects aside from Python's collector while
-it measures, so its pauses are not counted as the server's.
+it measures, so its pauses are not counted as the server's. With `--languages`, the pages are
+spread over the languages given (page i in language i mod n, as its socket's `l=` says); each
+set of languages given is a run of its own, and `--rounds` repeats the whole plan, alternating,
+so the runs compared share the machine's weather.
 """
 
 import argparse
@@ -42,6 +46,7 @@ PROBE = re.compile(r"probe-(\d+)-(\d+)")
 @dataclass
 class Config:
     name: str
+    languages: tuple[str, ...] = ("en",)
 
 
 @dataclass
@@ -115,8 +120,8 @@ class Page:
         try:
             async for message in self.socket:
                 now = time.perf_counter()
-                if message.startswith('<p id="connection"'):
-                    continue  # the heartbeat
+                if message.startswith(('<p id="connection"', '<p id="announcement"')):
+                    continue  # the heartbeat; a burst's words, said a second later
                 self.last_news = now
                 if message.startswith('<p id="online-count"'):
                     continue  # a presence change, not a membership change
@@ -163,11 +168,12 @@ def join_members(endpoints: list[Endpoint], count: int) -> list[tuple[Visitor, E
         return list(pool.map(join, range(count)))
 
 
-async def open_room_socket(visitor: Visitor, endpoint: Endpoint):
-    """The member's room page socket, as a browser opens it (no compression, no pings)."""
+async def open_room_socket(visitor: Visitor, endpoint: Endpoint, language: str = "en"):
+    """The member's room page socket, as a browser opens it (no compression, no pings), for a
+    page in `language`."""
     cookie = "; ".join(f"{k}={v}" for k, v in visitor.http.cookies.items())
     return await connect(
-        f"ws://127.0.0.1:{endpoint.port}/ws/room/",
+        f"ws://127.0.0.1:{endpoint.port}/ws/room/?l={language}",
         origin=endpoint.url,
         additional_headers={"Cookie": cookie},
         compression=None,
@@ -185,14 +191,14 @@ async def read_snapshot_size(socket) -> int:
 
 
 async def open_pages(
-    members, run: int, arrivals: dict, at_once: int
+    members, run: int, arrivals: dict, at_once: int, languages: tuple[str, ...] = ("en",)
 ) -> tuple[list[Page], list[asyncio.Task], float, int]:
     limit = asyncio.Semaphore(at_once)
     snapshot_sizes, readers = [], []
 
-    async def open_one(visitor: Visitor, endpoint: Endpoint) -> Page:
+    async def open_one(visitor: Visitor, endpoint: Endpoint, language: str) -> Page:
         async with limit:
-            socket = await open_room_socket(visitor, endpoint)
+            socket = await open_room_socket(visitor, endpoint, language)
             snapshot_sizes.append(await read_snapshot_size(socket))
         page = Page(socket, run, arrivals)
         # A page reads from the moment it has its list, as a browser does: one left unread
@@ -201,7 +207,12 @@ async def open_pages(
         return page
 
     started = time.perf_counter()
-    pages = await asyncio.gather(*(open_one(visitor, endpoint) for visitor, endpoint in members))
+    pages = await asyncio.gather(
+        *(
+            open_one(visitor, endpoint, languages[i % len(languages)])
+            for i, (visitor, endpoint) in enumerate(members)
+        )
+    )
     return list(pages), readers, time.perf_counter() - started, max(snapshot_sizes)
 
 
@@ -213,7 +224,7 @@ async def measure(
     members = await asyncio.to_thread(join_members, endpoints, size)
     rss_before = [endpoint.resident_kib() for endpoint in endpoints]
     pages, readers, connect_seconds, snapshot_bytes = await open_pages(
-        members, run, arrivals, at_once
+        members, run, arrivals, at_once, config.languages
     )
     settle_seconds = await settle(pages)
     # This client's own collector would stop it reading for tens of milliseconds at a time
@@ -337,10 +348,19 @@ def print_result(result: Result) -> None:
 async def run(args: argparse.Namespace) -> list[Result]:
     plan: list[tuple[Config, int, int]]
     if args.smoke:
-        plan = [(Config("smoke"), 20, 1)]
+        plan = [(Config("smoke", ("en", "de", "ar")), 20, 1)]  # pages in three languages
     else:
         sizes = args.sizes or [100, 1000, 5000, 10000]
-        plan = [(Config("liveroom"), size, 2 if size >= 10000 else 1) for size in sizes]
+        configs = [
+            Config("liveroom " + "+".join(languages), languages)
+            for languages in (args.languages or [("en",)])
+        ] if args.languages else [Config("liveroom")]  # fmt: skip
+        plan = [
+            (config, size, 2 if size >= 10000 else 1)
+            for _ in range(args.rounds)
+            for size in sizes
+            for config in configs
+        ]
     if args.url:
         plan = [(config, size, 1) for config, size, _ in plan]
 
@@ -373,6 +393,11 @@ def main() -> None:
     parser.add_argument(
         "--connect-at-once", type=int, default=200, help="socket handshakes in flight at a time"
     )
+    parser.add_argument(
+        "--languages", action="append", type=lambda text: tuple(text.split(",")),
+        help="the pages' languages, e.g. en,de,ar; give it again for another run to compare",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1, help="times to run the whole plan")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     if args.smoke:

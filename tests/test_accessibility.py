@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from django.template.loader import render_to_string
+from django.test import RequestFactory
+from django.utils import translation
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from harness.browsers import needs_chromium
@@ -93,6 +96,50 @@ def test_axe_finds_nothing_on_any_page_in_any_scheme_or_width(
             page.locator(".button--leave").click()
         context.close()
     assert found == {}, "\n".join(f"{where}:\n{report}" for where, report in found.items())
+
+
+@pytest.mark.parametrize("language", ["en", "de", "ar"])
+def test_axe_finds_nothing_on_the_error_pages(
+    browser: Browser, start_server, server_env, language: str
+) -> None:
+    # One join and one more change a minute: the second post is refused (429).
+    server = start_server(env=server_env | {"RATE_LIMIT_PER_SESSION": "1/60"})
+    found: dict[str, str] = {}
+    for screen, options in SCREENS.items():
+        context = open_context(browser, language, **options)
+        page = context.new_page()
+        page.goto(f"{server.url}/room/join/")
+        context.clear_cookies()  # the form's token no longer matches: 403
+        page.locator("#id_name").fill("Bob")
+        page.locator(".join-form button[type=submit]").click()
+        expect(page.locator("main a.button")).to_have_attribute("href", "/room/join/")
+        found |= axe_violations(page, f"403 CSRF ({screen})")
+
+        join_as(page, server, "Alice")
+        page.locator("#rename-name").fill("Alicia")
+        page.locator(".rename-form button").click()  # the session's second change: 429
+        expect(page.locator("h1")).not_to_have_text(re.compile("Alice"))
+        found |= axe_violations(page, f"429 ({screen})")
+
+        for status in (500, 503):  # the database or the code failing: served as they would be
+            serve(page, f"{server.url}/failing/", status, error_page(status, language))
+            page.goto(f"{server.url}/failing/")
+            found |= axe_violations(page, f"{status} ({screen})")
+            page.unroute(f"{server.url}/failing/")
+        context.close()
+    assert found == {}, "\n".join(f"{where}:\n{report}" for where, report in found.items())
+
+
+def serve(page: Page, url: str, status: int, html: str) -> None:
+    page.route(url, lambda route: route.fulfill(status=status, body=html, content_type="text/html"))
+
+
+def error_page(status: int, language: str) -> str:
+    """The page Django serves when the code fails (500) or the database is out of reach (503),
+    rendered as the server renders it."""
+    request = RequestFactory().get("/failing/", headers={"accept-language": language})
+    with translation.override(language):
+        return render_to_string(f"{status}.html", request=request if status == 503 else None)
 
 
 def test_the_axe_check_reports_what_it_finds(browser: Browser, server: Daphne) -> None:
@@ -222,7 +269,9 @@ def test_a_paused_page_gets_no_frame_until_resumed_then_one_snapshot(
     context = browser.new_context()
     page = context.new_page()
     frames: list[str] = []
-    page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(frame)))
+    page.on(
+        "websocket", lambda socket: socket.on("framereceived", lambda frame: frames.append(frame))
+    )
     join_as(page, server, "Alice")
     page.locator("#live-button").click()
     expect(page.locator("#live-status")).to_contain_text("paused")

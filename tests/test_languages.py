@@ -148,9 +148,10 @@ async def test_each_page_gets_changes_in_its_language_rendered_once_a_language(
 
 
 def test_every_template_string_is_marked_for_translation() -> None:
+    templates = [*(ROOT / "templates").rglob("*.html"), *(ROOT / "examples").rglob("*.html")]
     unmarked = {
         str(path.relative_to(ROOT)): words
-        for path in sorted((ROOT / "templates").rglob("*.html"))
+        for path in sorted(templates)
         if (words := unmarked_words(path.read_text()))
     }
     assert unmarked == {}

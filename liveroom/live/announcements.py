@@ -1,8 +1,9 @@
 """What screen readers hear, at most once a second a room: the first change after a quiet second
-is said with its own frame ("Bob joined"); the changes that follow within the second are
-gathered and said once when it ends ("12 people joined, 3 people left"), to the room's pages
+is said in its own frame ("Bob joined"); the changes that follow within the second are gathered
+and said together ("12 people joined; 3 people left") in the frame of the first change after the
+second ends, or, if none comes within CARRY_SECONDS, in a frame of their own to the room's pages
 that are neither paused nor silent, rendered once per language. The list itself is swapped as
-changes come; only the words wait.
+changes come; only the words wait, and a busy room sends no frame for words alone.
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from liveroom.live.rendering import announcement_html, kind_of
 from liveroom.live.sockets import text_frame
 
 INTERVAL = 1.0  # seconds between two announcements of a room
+CARRY_SECONDS = 0.25  # how long gathered words wait, after that, for a change to carry them
 
 
 @dataclass
@@ -30,20 +32,28 @@ class Announcements:
         self.pages = pages  # the ready pages of a group
         self.rooms: dict[str, RoomWords] = {}
 
-    def now(self, group: str, message: Message) -> bool:
-        """Whether `message` (new to the room's pages) is said now, with its own frame; if not,
-        it is said with the next announcement. False for what is never spoken."""
+    def now(self, group: str, message: Message) -> list[Message]:
+        """What is said in the frame of `message` (new to the room's pages): the words gathered
+        since the last announcement and its own, once a second has passed; nothing if its
+        words wait for the next announcement, or are never spoken."""
         if kind_of(message) is None:
-            return False
+            return []
         now = self.loop.time()
         room = self.rooms.get(group)
-        if room is None or (not room.waiting and now - room.said_at >= INTERVAL):
+        if room is None:
             self.rooms[group] = RoomWords(said_at=now)
-            return True
+            return [message]
+        if now - room.said_at >= INTERVAL:
+            said = [*room.waiting, message]
+            if room.timer is not None:
+                room.timer.cancel()
+            room.said_at, room.waiting, room.timer = now, [], None
+            return said
         room.waiting.append(message)
         if room.timer is None:
-            room.timer = self.loop.call_at(room.said_at + INTERVAL, self.say_waiting, group)
-        return False
+            due = room.said_at + INTERVAL + CARRY_SECONDS
+            room.timer = self.loop.call_at(due, self.say_waiting, group)
+        return []
 
     def say_waiting(self, group: str) -> None:
         room = self.rooms.get(group)

@@ -228,7 +228,7 @@ class LiveCore:
             self.send_in_languages(list(listeners), message)
         pages = list(self.groups.get(group, ()))
         frames: dict[str, bytes] = {}  # by language, for every page that forwards it as is
-        said: bool | None = None  # whether its words go with it (decided once, when forwarded)
+        said: list[Message] | None = None  # what its frame says (decided once, when forwarded)
         handled: list[Page] = []
         next_yield = time.perf_counter() + PASS_SECONDS
         for page in pages:
@@ -255,11 +255,11 @@ class LiveCore:
             metrics.delivery_seconds.observe(max(0.0, time.time() - sent_at))
 
     @staticmethod
-    def frame_of(message: Message, language: str, said: bool) -> bytes:
-        """`message` for pages in `language`, with its words if they are said now."""
+    def frame_of(message: Message, language: str, said: list[Message]) -> bytes:
+        """`message` for pages in `language`, with the words of `said` (if any) in its frame."""
         html = html_of(message, language)
         if said:
-            html += announcement_html([message], language)
+            html += announcement_html(said, language)
         return text_frame(html)
 
     def act(self, page: Page, message: Message, decision: Decision, handled: list[Page]) -> None:
