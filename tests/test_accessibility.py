@@ -257,6 +257,9 @@ def test_every_action_works_from_the_keyboard_alone(keyboard_person: Page, serve
     tab_to(page, "#spoken-button")
     page.keyboard.press("Space")
     expect(page.locator("#announcement")).to_have_attribute("aria-live", "off")
+    Visitor().join(server, "Zed")  # a change arrives: the list never takes the focus
+    expect(page.locator("#members .member__name").last).to_have_text("Zed")
+    expect(page.locator("#spoken-button")).to_be_focused()
 
     tab_to(page, ".button--leave")
     page.keyboard.press("Enter")

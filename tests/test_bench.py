@@ -53,6 +53,17 @@ def test_the_arrival_benchmark_runs_against_liveroom_and_its_reference(tmp_path:
     assert "liveroom / bare: server CPU x" in output
 
 
+def test_the_burst_benchmark_sees_everyone_arrive_on_the_open_page(tmp_path: Path) -> None:
+    figures = tmp_path / "burst.json"
+    output = run_bench("bench.burst", "--joins", "40", "--at-once", "10", "--json", str(figures))
+    result = json.loads(figures.read_text())["result"]
+    assert (result["joined"], result["failures"], result["broadcasts_skipped"]) == (40, 0, 0)
+    assert result["shown_all_after_last_join_s"] is not None, output
+    assert result["frames"] > 0
+    assert 0 < result["most_frames_in_a_second"] <= result["frames"]
+    assert "the open page got" in output
+
+
 def test_the_request_cost_benchmark_times_each_request_of_an_arrival() -> None:
     output = run_bench("bench.request_cost", "--people", "3")
     steps = re.findall(r"^(\S+ \S+) +[0-9.]+ ms of CPU a request$", output, re.MULTILINE)

@@ -235,6 +235,28 @@ async def test_changes_published_out_of_order_reach_the_page_in_order_with_no_fr
     await socket.disconnect()
 
 
+async def test_changes_that_come_together_go_out_together_in_one_frame_a_window() -> None:
+    alice = await new_member("Alice")
+    socket = await open_socket(alice)
+    await receive_snapshot(socket)
+    room = await Room.objects.aget(slug=Room.DEFAULT_SLUG)
+    layer, group = get_channel_layer(), room_group(room.slug)
+    await layer.group_send(group, await room_event(room.version + 1, 0, "<p>1</p>"))
+    assert await socket.receive_from() == "<p>1</p>"  # a quiet room's change: at once, alone
+    started = time.monotonic()
+    for version in range(room.version + 2, room.version + 22):  # 20 while one goes out
+        await layer.group_send(
+            group, await room_event(version, 0, f"<p>{version - room.version}</p>")
+        )
+    frames = []
+    while "<p>21</p>" not in "".join(frames):
+        frames.append(await socket.receive_from())
+    assert "".join(frames) == "".join(f"<p>{n}</p>" for n in range(2, 22))  # in order, each once
+    assert len(frames) <= 2  # gathered: the window's frame, and at most one more
+    assert time.monotonic() - started < 1
+    await socket.disconnect()
+
+
 async def test_every_socket_gets_every_change_in_order() -> None:
     alice = await new_member("Alice")
     sockets = [await open_socket(alice) for _ in range(5)]

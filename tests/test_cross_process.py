@@ -56,5 +56,5 @@ def test_the_members_of_a_process_that_died_go_away_within_the_expiry(
         read_snapshot(alice_socket)
         read_until(alice_socket, "2 online", timeout=10)
         doomed.process.kill()  # no goodbye: its sockets and presence just stop
-        seconds = read_until(alice_socket, "Bob is away", timeout=expiry + 5)
+        seconds = read_until(alice_socket, "<bdi>Bob</bdi> is away", timeout=expiry + 5)
     assert seconds <= expiry + 0.5

@@ -32,24 +32,25 @@ class Announcements:
         self.pages = pages  # the ready pages of a group
         self.rooms: dict[str, RoomWords] = {}
 
-    def now(self, group: str, message: Message) -> list[Message]:
-        """What is said in the frame of `message` (new to the room's pages): the words gathered
-        since the last announcement and its own, once a second has passed; nothing if its
-        words wait for the next announcement, or are never spoken."""
-        if kind_of(message) is None:
+    def now(self, group: str, messages: list[Message]) -> list[Message]:
+        """What is said in the frame of `messages` (new to the room's pages, sent together):
+        the words gathered since the last announcement and theirs, once a second has passed;
+        nothing if their words wait for the next announcement, or are never spoken."""
+        spoken = [message for message in messages if kind_of(message) is not None]
+        if not spoken:
             return []
         now = self.loop.time()
         room = self.rooms.get(group)
         if room is None:
             self.rooms[group] = RoomWords(said_at=now)
-            return [message]
+            return spoken
         if now - room.said_at >= INTERVAL:
-            said = [*room.waiting, message]
+            said = [*room.waiting, *spoken]
             if room.timer is not None:
                 room.timer.cancel()
             room.said_at, room.waiting, room.timer = now, [], None
             return said
-        room.waiting.append(message)
+        room.waiting.extend(spoken)
         if room.timer is None:
             due = room.said_at + INTERVAL + CARRY_SECONDS
             room.timer = self.loop.call_at(due, self.say_waiting, group)

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 import weakref
+from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
@@ -29,7 +30,14 @@ from liveroom.live import after_response, publish
 from liveroom.live.announcements import Announcements
 from liveroom.live.announcer import PresenceAnnouncer
 from liveroom.live.limits import SocketLimits
-from liveroom.live.messages import CHANGE_EVENT, PRESENCE_EVENT, Message, room_group
+from liveroom.live.messages import (
+    BATCH_EVENT,
+    CHANGE_EVENT,
+    PRESENCE_EVENT,
+    Message,
+    RoomBatch,
+    room_group,
+)
 from liveroom.live.page import (
     FORWARD,
     GAP_SECONDS,
@@ -52,6 +60,18 @@ from liveroom.rooms.member_lists import member_lists
 logger = logging.getLogger(__name__)
 
 PASS_SECONDS = 0.0003  # of sending before a delivery pass yields to the event loop
+# A room's pages get at most one frame of its messages in each window: a message in a quiet room
+# goes at once; those that come while one is going out are gathered, and go out together.
+WINDOW_SECONDS = 0.1
+
+
+@dataclass
+class Outbox:
+    """A room's messages not yet handed to its pages, and when the last were."""
+
+    messages: list[Message] = field(default_factory=list)
+    sent_at: float = float("-inf")  # loop time
+    sending: bool = False  # a task is handing them to the pages
 
 
 class LiveCore:
@@ -74,6 +94,7 @@ class LiveCore:
         self.presence = PresenceAnnouncer(self.tasks, self.readers, self.room_list)
         self.watch = Watch(self)
         self.announcements = Announcements(self.loop, self.ready_pages)
+        self.outboxes: dict[str, Outbox] = {}
         self.failed_deliveries = 0
 
     @property
@@ -206,6 +227,8 @@ class LiveCore:
                     self.subscribed[group] = time.monotonic()
 
     async def receive(self) -> None:
+        """Take the layer's messages as they come (its channel never fills behind a slow
+        delivery) and hand them to each room's pages a window at a time."""
         assert self.channel is not None
         while True:
             try:
@@ -214,53 +237,111 @@ class LiveCore:
                 logger.warning("Room messages unavailable: %s: %s", type(error).__name__, error)
                 await asyncio.sleep(1)
                 continue
-            await self.deliver(message)
+            self.gather(message)
+
+    def gather(self, message: Message | RoomBatch) -> None:
+        group = message["group"]
+        outbox = self.outboxes.get(group)
+        if outbox is None:
+            outbox = self.outboxes[group] = Outbox()
+        if message["type"] == BATCH_EVENT:
+            outbox.messages.extend(message["messages"])
+        else:
+            outbox.messages.append(message)
+        if not outbox.sending:
+            outbox.sending = True
+            self.tasks.spawn(self.send_gathered(group, outbox))
+
+    async def send_gathered(self, group: str, outbox: Outbox) -> None:
+        """Hand the room's gathered messages to its pages, one batch a window, until none
+        wait (a message that failed is logged by `deliver`; the watch heals what it missed)."""
+        try:
+            while outbox.messages:
+                wait = outbox.sent_at + WINDOW_SECONDS - self.loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                batch, outbox.messages = outbox.messages, []
+                outbox.sent_at = self.loop.time()
+                await self.deliver(batch)
+        finally:
+            outbox.sending = False
+            if not outbox.messages and self.outboxes.get(group) is outbox:
+                del self.outboxes[group]
 
     # Delivery
 
-    async def deliver(self, message: Message) -> None:
-        """Hand `message` to every page of its group, rendered once per language the pages use
-        and framed once per language; one page's failure is not another's. The first page it is
-        new to decides whether its words are said now or with the room's next announcement
-        (liveroom/live/announcements.py)."""
-        group = message["group"]
-        if listeners := self.listeners.get(group):
-            self.send_in_languages(list(listeners), message)
+    async def deliver(self, messages: list[Message]) -> None:
+        """Hand a room's `messages` (in the order they came) to every page of the room: the ones
+        a page forwards as they are go in one frame, rendered once per language and framed once
+        for every page that forwards the same ones (nearly always: all of them); one page's
+        failure is not another's. The first page they are new to decides whether their words
+        are said now or with the room's next announcement (liveroom/live/announcements.py)."""
+        group = messages[0]["group"]
+        if listeners := self.listeners.get(group):  # each message is the whole list: the last
+            self.send_in_languages(list(listeners), messages[-1])
         pages = list(self.groups.get(group, ()))
-        frames: dict[str, bytes] = {}  # by language, for every page that forwards it as is
-        said: list[Message] | None = None  # what its frame says (decided once, when forwarded)
-        handled: list[Page] = []
+        frames: dict[tuple[str, tuple[int, ...] | None], bytes] = {}  # by language and messages
+        said: list[Message] | None = None  # what the frames say (decided once, when forwarded)
+        handled: dict[int, list[Page]] = {}  # by message
+        every = len(messages)
         next_yield = time.perf_counter() + PASS_SECONDS
         for page in pages:
             try:
-                decision = page.triage(message)
-                if decision is FORWARD:  # nearly always: kept to the point
-                    frame = frames.get(page.language)
+                forwarded: list[int] = []
+                for index, message in enumerate(messages):
+                    decision = page.triage(message)
+                    if decision is FORWARD:  # nearly always: kept to the point
+                        forwarded.append(index)
+                        continue
+                    if forwarded:  # what came before goes first
+                        said = self.send_forwarded(page, messages, forwarded, frames, said)
+                        forwarded = []
+                    self.act(page, message, decision, handled.setdefault(index, []))
+                if forwarded:
+                    key = None if len(forwarded) == every else tuple(forwarded)
+                    frame = frames.get((page.language, key))
                     if frame is None:
-                        if said is None:
-                            said = self.announcements.now(group, message)
-                        frame = frames[page.language] = self.frame_of(message, page.language, said)
-                    page.socket.send(frame)
-                else:
-                    self.act(page, message, decision, handled)
+                        said = self.send_forwarded(page, messages, forwarded, frames, said)
+                    else:
+                        page.socket.send(frame)
             except Exception:
                 self.failed_deliveries += 1
-                logger.exception("A %s message was not delivered to one page", message["type"])
+                logger.exception("Room messages were not delivered to one page")
             if time.perf_counter() >= next_yield:
                 await asyncio.sleep(0)
                 next_yield = time.perf_counter() + PASS_SECONDS
-        if handled:
-            self.handle(message, handled)
-        if (pages or listeners) and (sent_at := message.get("sent_at")):
-            metrics.delivery_seconds.observe(max(0.0, time.time() - sent_at))
+        for index, handled_pages in handled.items():
+            if handled_pages:
+                self.handle(messages[index], handled_pages)
+        if pages or listeners:
+            now = time.time()
+            for message in messages:
+                if sent_at := message.get("sent_at"):
+                    metrics.delivery_seconds.observe(max(0.0, now - sent_at))
 
-    @staticmethod
-    def frame_of(message: Message, language: str, said: list[Message]) -> bytes:
-        """`message` for pages in `language`, with the words of `said` (if any) in its frame."""
-        html = html_of(message, language)
-        if said:
-            html += announcement_html(said, language)
-        return text_frame(html)
+    def send_forwarded(
+        self,
+        page: Page,
+        messages: list[Message],
+        forwarded: list[int],
+        frames: dict[tuple[str, tuple[int, ...] | None], bytes],
+        said: list[Message] | None,
+    ) -> list[Message]:
+        """Send `page` the `forwarded` ones of `messages` in one frame, made once for every
+        page in its language that forwards the same ones, with the words due; returns what the
+        batch says."""
+        if said is None:
+            said = self.announcements.now(messages[0]["group"], messages)
+        key = None if len(forwarded) == len(messages) else tuple(forwarded)
+        frame = frames.get((page.language, key))
+        if frame is None:
+            language = page.language
+            html = "".join(html_of(messages[index], language) for index in forwarded)
+            if said:
+                html += announcement_html(said, language)
+            frame = frames[language, key] = text_frame(html)
+        page.socket.send(frame)
+        return said
 
     def act(self, page: Page, message: Message, decision: Decision, handled: list[Page]) -> None:
         """What a page decided for a message, but a plain forward; pages that need it handled

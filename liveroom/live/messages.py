@@ -12,6 +12,7 @@ CHANGE_EVENT: Literal["room.change"] = "room.change"
 PRESENCE_EVENT: Literal["room.presence"] = "room.presence"
 CLOSED_EVENT: Literal["room.closed"] = "room.closed"
 ROOMS_EVENT: Literal["rooms.change"] = "rooms.change"
+BATCH_EVENT: Literal["room.batch"] = "room.batch"
 ROOMS_GROUP = "rooms"  # the /rooms/ pages
 
 
@@ -65,3 +66,12 @@ class RoomsChange(TypedDict):
 
 
 Message = RoomChange | RoomPresenceChange | RoomClosed | RoomsChange
+
+
+class RoomBatch(TypedDict):
+    """Several messages of one group that one process published together (liveroom/live/
+    publish.py), in the order they were made; a receiver takes them one by one."""
+
+    type: Literal["room.batch"]
+    group: str
+    messages: list[Message]

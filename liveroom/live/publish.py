@@ -1,13 +1,20 @@
 """Publishing to the channel layer, from the event loop.
 
 The database already holds every change: a layer that is down or slow must not fail or hang
-anything. Each publish has its own timeout (LIVEROOM_BROADCAST_TIMEOUT) and says in the log
-what it skipped; pages catch up from the watch and their next snapshot.
+anything. Every message this process publishes goes through one Publisher per event loop: a
+message in a quiet moment is published at once; those that come while one publish is out are
+gathered, and each room's go out together as one `room.batch` message (a burst of a hundred
+joins is a few publishes, not a hundred). Publishes run one at a time (the Redis layer takes
+them one at a time on its connection anyway), so each one's timeout (LIVEROOM_BROADCAST_TIMEOUT)
+measures the layer, not a queue of other publishes in front of it. A publish that times out or
+fails is logged (`broadcast_skipped`) and counted for each message in it; pages catch up from
+the watch and their next snapshot.
 """
 
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
@@ -15,7 +22,14 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from liveroom import metrics
-from liveroom.live.messages import ROOMS_EVENT, ROOMS_GROUP, Message, RoomsChange
+from liveroom.live.messages import (
+    BATCH_EVENT,
+    ROOMS_EVENT,
+    ROOMS_GROUP,
+    Message,
+    RoomBatch,
+    RoomsChange,
+)
 from liveroom.rooms import fragments
 
 logger = logging.getLogger(__name__)
@@ -23,8 +37,43 @@ logger = logging.getLogger(__name__)
 
 async def publish(group: str, message: Message, *, what: str) -> bool:
     """Send `message` to `group`; False (and a log line) if the layer did not take it in time."""
-    kind = message["type"]
-    message["sent_at"] = time.time()
+    return await publisher().publish(group, message, what)
+
+
+Waiting = tuple[Message, str, asyncio.Future[bool]]
+
+
+class Publisher:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: dict[str, list[Waiting]] = {}  # by group, in the order they came
+        self.sending: asyncio.Task | None = None
+
+    async def publish(self, group: str, message: Message, what: str) -> bool:
+        message["sent_at"] = time.time()
+        future: asyncio.Future[bool] = self.loop.create_future()
+        self.waiting.setdefault(group, []).append((message, what, future))
+        if self.sending is None or self.sending.done():
+            self.sending = self.loop.create_task(self.send_waiting())
+        return await asyncio.shield(future)  # a request that goes leaves its publish be
+
+    async def send_waiting(self) -> None:
+        while self.waiting:
+            waiting, self.waiting = self.waiting, {}
+            for group, messages in waiting.items():
+                what = "; ".join(dict.fromkeys(what for _, what, _ in messages))
+                sent = await send(group, [message for message, _, _ in messages], what=what)
+                for _, _, future in messages:
+                    if not future.done():
+                        future.set_result(sent)
+
+
+async def send(group: str, messages: list[Message], *, what: str) -> bool:
+    """One publish of `messages` to `group` (a batch, if more than one), within the timeout."""
+    if len(messages) == 1:
+        message: Message | RoomBatch = messages[0]
+    else:
+        message = {"type": BATCH_EVENT, "group": group, "messages": messages}
     try:
         await asyncio.wait_for(
             get_channel_layer().group_send(group, message),
@@ -32,15 +81,31 @@ async def publish(group: str, message: Message, *, what: str) -> bool:
         )
     except Exception as error:
         reason = "timeout" if isinstance(error, TimeoutError) else type(error).__name__
-        metrics.broadcasts_skipped.labels(kind, reason).inc()
+        for skipped in messages:
+            metrics.broadcasts_skipped.labels(skipped["type"], reason).inc()
         logger.error(
-            "Broadcast skipped (%s; group %s): %s %s",
-            what, group, type(error).__name__, error,
+            "Broadcast skipped (%s; group %s, %d message(s)): %s %s",
+            what, group, len(messages), type(error).__name__, error,
             extra={"event": "broadcast_skipped", "group": group, "reason": reason},
         )  # fmt: skip
         return False
-    metrics.changes_published.labels(kind).inc()
+    for published in messages:
+        metrics.changes_published.labels(published["type"]).inc()
     return True
+
+
+_publishers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Publisher]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def publisher() -> Publisher:
+    """The running event loop's Publisher (created on first use)."""
+    loop = asyncio.get_running_loop()
+    found = _publishers.get(loop)
+    if found is None:
+        found = _publishers[loop] = Publisher(loop)
+    return found
 
 
 Publish = Callable[..., Awaitable[bool]]

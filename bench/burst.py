@@ -1,0 +1,196 @@
+"""A burst of joins seen from an open page: how many frames the page gets, how many in its
+busiest second, when it shows everyone, and how many broadcasts the server skipped.
+
+    python -m bench.burst                           # 2,000 joins, 100 at a time, one process
+    python -m bench.burst --joins 50 --at-once 10   # as the test suite runs it
+
+One person joins and keeps the room page's socket open (as a browser does, reading every frame
+from its first); then `--joins` people join through the form, `--at-once` at a time, each with
+a session of its own (the join page, then the post). The page's frames are timestamped as they
+are read; the count it shows is read from each frame's `#member-count`. liveroom is started the
+way production runs it (`python -m liveroom.server`, DATABASE_URL and REDIS_URL from the
+environment, presence and heartbeats on, join limits lifted), on the machine the load client
+shares. "Broadcasts skipped" counts the server log's `broadcast_skipped` lines.
+"""
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+from yarl import URL
+
+from bench.arrival import Failure, cpu_seconds, expect, socket_path
+from bench.fanout import production_environment
+from harness.servers import Daphne
+
+COUNT = re.compile(r'id="member-count"[^>]*>(\d+)')
+QUIET_SECONDS = 3  # after the last join, how long the page may take to show everyone
+
+
+@dataclass
+class Result:
+    joins: int
+    at_once: int
+    joined: int
+    failures: int
+    joins_s: float  # from the first join sent to the last answered
+    frames: int
+    most_frames_in_a_second: int
+    shown_all_after_last_join_s: float | None  # None: it never showed everyone
+    broadcasts_skipped: int
+    server_cpu_s: float
+
+
+class OpenPage:
+    """The page that watches: every frame's arrival time and the count it shows."""
+
+    def __init__(self) -> None:
+        self.frames: list[float] = []
+        self.count = 0
+        self.counted_at = 0.0
+
+    async def open(self, base: str, session: aiohttp.ClientSession) -> None:
+        await join(base, session, "Watcher")
+        async with session.get(f"{base}/room/") as response:
+            expect(response.status, 200, "room page")
+            page = await response.text()
+        self.socket = await session.ws_connect(
+            f"{base.replace('http', 'ws', 1)}{socket_path(page)}",
+            headers={"Origin": base}, heartbeat=None, max_msg_size=0,
+        )  # fmt: skip
+        self.reading = asyncio.create_task(self.read())
+
+    async def read(self) -> None:
+        async for message in self.socket:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            now = time.perf_counter()
+            if message.data.startswith('<p id="connection"'):
+                continue  # the heartbeat
+            self.frames.append(now)
+            if counts := COUNT.findall(message.data):
+                self.count, self.counted_at = int(counts[-1]), now
+
+    async def close(self) -> None:
+        await self.socket.close()
+        await asyncio.gather(self.reading, return_exceptions=True)
+
+
+async def join(base: str, session: aiohttp.ClientSession, name: str) -> None:
+    async with session.get(f"{base}/room/join/") as response:
+        expect(response.status, 200, "join page")
+        await response.read()
+    token = session.cookie_jar.filter_cookies(URL(base)).get("csrftoken")
+    form = {"name": name, "csrfmiddlewaretoken": token.value if token else ""}
+    headers = {"Referer": f"{base}/room/join/", "Origin": base}
+    async with session.post(
+        f"{base}/room/join/", data=form, headers=headers, allow_redirects=False
+    ) as response:
+        expect(response.status, 302, "join")
+
+
+def most_in_a_second(times: list[float]) -> int:
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+async def measure(base: str, pid: int, log: Path, joins: int, at_once: int) -> Result:
+    timeout = aiohttp.ClientTimeout(total=30)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as watcher_session:
+        page = OpenPage()
+        await page.open(base, watcher_session)
+        await asyncio.sleep(1)  # its snapshot and its own presence are in
+        first_frame = len(page.frames)
+        cpu_before = cpu_seconds(pid)
+        limit = asyncio.Semaphore(at_once)
+        failures = 0
+
+        async def one(number: int) -> None:
+            nonlocal failures
+            async with (
+                limit,
+                aiohttp.ClientSession(
+                    cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=timeout
+                ) as session,
+            ):
+                try:
+                    await join(base, session, f"Person {number}")
+                except (Failure, aiohttp.ClientError, TimeoutError):
+                    failures += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(number) for number in range(joins)))
+        last_join = time.perf_counter()
+        everyone = joins - failures + 1
+        # The page reads on its own; this only decides when to stop waiting.
+        while page.count < everyone and time.perf_counter() - last_join < QUIET_SECONDS:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)  # what the burst still sends (its last words)
+        cpu = cpu_seconds(pid) - cpu_before
+        await page.close()
+    frames = page.frames[first_frame:]
+    shown = page.counted_at - last_join if page.count >= everyone else None
+    return Result(
+        joins=joins,
+        at_once=at_once,
+        joined=joins - failures,
+        failures=failures,
+        joins_s=round(last_join - started, 2),
+        frames=len(frames),
+        most_frames_in_a_second=most_in_a_second(frames),
+        shown_all_after_last_join_s=None if shown is None else round(max(0.0, shown), 3),
+        broadcasts_skipped=(await asyncio.to_thread(log.read_text)).count("broadcast_skipped"),
+        server_cpu_s=round(cpu, 2),
+    )
+
+
+def print_result(result: Result) -> None:
+    shown = result.shown_all_after_last_join_s
+    print(
+        f"burst of {result.joins}, {result.at_once} at a time: {result.joined} joined "
+        f"({result.failures} failed) in {result.joins_s:.1f} s; the open page got "
+        f"{result.frames} frames, at most {result.most_frames_in_a_second} in a second, and "
+        f"showed everyone {'never' if shown is None else f'{shown:.2f} s after the last join'}; "
+        f"broadcasts skipped {result.broadcasts_skipped}; server CPU {result.server_cpu_s:.1f} s",
+        flush=True,
+    )
+
+
+async def run(args: argparse.Namespace) -> Result:
+    work = Path(tempfile.mkdtemp(prefix="liveroom-burst-"))
+    env = production_environment(work)
+    server = Daphne(env, work / "server.log").start()
+    try:
+        return await measure(
+            server.url, server.process.pid, work / "server.log", args.joins, args.at_once
+        )
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--joins", type=int, default=2000)
+    parser.add_argument("--at-once", type=int, default=100)
+    parser.add_argument("--json", type=Path, help="write the result here")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    print_result(result)
+    if args.json:
+        args.json.write_text(json.dumps({"argv": sys.argv[1:], "result": asdict(result)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
