@@ -143,6 +143,7 @@ class LiveCore:
         for key in [key for key in self.list_frames if key[0] == page.room_slug]:
             del self.list_frames[key]
         self.announcements.forget(group)
+        self.outboxes.pop(group, None)
         self.tasks.spawn(self.unsubscribe_if_unused(group))
 
     async def listen(self, listener: Listener) -> None:
@@ -166,6 +167,7 @@ class LiveCore:
         metrics.open_pages.labels("rooms").dec()
         if not listeners:
             del self.listeners[listener.group_name]
+            self.outboxes.pop(listener.group_name, None)
             self.tasks.spawn(self.unsubscribe_if_unused(listener.group_name))
 
     def start_tasks(self) -> None:
@@ -264,9 +266,10 @@ class LiveCore:
                 outbox.sent_at = self.loop.time()
                 await self.deliver(batch)
         finally:
-            outbox.sending = False
-            if not outbox.messages and self.outboxes.get(group) is outbox:
-                del self.outboxes[group]
+            outbox.sending = False  # kept, with when it last sent, while the room has pages here
+            if group not in self.groups and group not in self.listeners:
+                if self.outboxes.get(group) is outbox and not outbox.messages:
+                    del self.outboxes[group]
 
     # Delivery
 
@@ -466,6 +469,7 @@ class LiveCore:
         self.listeners.clear()
         self.list_frames.clear()
         self.announcements.clear()
+        self.outboxes.clear()
         self.readers.close()
 
 
