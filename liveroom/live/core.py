@@ -267,9 +267,9 @@ class LiveCore:
                 await self.deliver(batch)
         finally:
             outbox.sending = False  # kept, with when it last sent, while the room has pages here
-            if group not in self.groups and group not in self.listeners:
-                if self.outboxes.get(group) is outbox and not outbox.messages:
-                    del self.outboxes[group]
+            unused = group not in self.groups and group not in self.listeners
+            if unused and self.outboxes.get(group) is outbox and not outbox.messages:
+                del self.outboxes[group]
 
     # Delivery
 
