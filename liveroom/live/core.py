@@ -283,6 +283,45 @@ class LiveCore:
         if listeners := self.listeners.get(group):  # each message is the whole list: the last
             self.send_in_languages(list(listeners), messages[-1])
         pages = list(self.groups.get(group, ()))
+        if len(messages) == 1:  # a quiet room: as before gathering
+            await self.deliver_one(group, messages[0], pages)
+        else:
+            await self.deliver_batch(group, messages, pages)
+        if pages or listeners:
+            now = time.time()
+            for message in messages:
+                if sent_at := message.get("sent_at"):
+                    metrics.delivery_seconds.observe(max(0.0, now - sent_at))
+
+    async def deliver_one(self, group: str, message: Message, pages: list[Page]) -> None:
+        frames: dict[str, bytes] = {}  # by language, for every page that forwards it as is
+        said: list[Message] | None = None  # what its frame says (decided once, when forwarded)
+        handled: list[Page] = []
+        next_yield = time.perf_counter() + PASS_SECONDS
+        for page in pages:
+            try:
+                decision = page.triage(message)
+                if decision is FORWARD:  # nearly always: kept to the point
+                    frame = frames.get(page.language)
+                    if frame is None:
+                        if said is None:
+                            said = self.announcements.now(group, [message])
+                        frame = frames[page.language] = self.frame_of(
+                            [message], page.language, said
+                        )
+                    page.socket.send(frame)
+                else:
+                    self.act(page, message, decision, handled)
+            except Exception:
+                self.failed_deliveries += 1
+                logger.exception("Room messages were not delivered to one page")
+            if time.perf_counter() >= next_yield:
+                await asyncio.sleep(0)
+                next_yield = time.perf_counter() + PASS_SECONDS
+        if handled:
+            self.handle(message, handled)
+
+    async def deliver_batch(self, group: str, messages: list[Message], pages: list[Page]) -> None:
         frames: dict[tuple[str, tuple[int, ...] | None], bytes] = {}  # by language and messages
         said: list[Message] | None = None  # what the frames say (decided once, when forwarded)
         handled: dict[int, list[Page]] = {}  # by message
@@ -316,11 +355,14 @@ class LiveCore:
         for index, handled_pages in handled.items():
             if handled_pages:
                 self.handle(messages[index], handled_pages)
-        if pages or listeners:
-            now = time.time()
-            for message in messages:
-                if sent_at := message.get("sent_at"):
-                    metrics.delivery_seconds.observe(max(0.0, now - sent_at))
+
+    @staticmethod
+    def frame_of(messages: list[Message], language: str, said: list[Message]) -> bytes:
+        """`messages` for pages in `language`, in one frame, with the words of `said`."""
+        html = "".join(html_of(message, language) for message in messages)
+        if said:
+            html += announcement_html(said, language)
+        return text_frame(html)
 
     def send_forwarded(
         self,
@@ -338,11 +380,8 @@ class LiveCore:
         key = None if len(forwarded) == len(messages) else tuple(forwarded)
         frame = frames.get((page.language, key))
         if frame is None:
-            language = page.language
-            html = "".join(html_of(messages[index], language) for index in forwarded)
-            if said:
-                html += announcement_html(said, language)
-            frame = frames[language, key] = text_frame(html)
+            chosen = [messages[index] for index in forwarded]
+            frame = frames[page.language, key] = self.frame_of(chosen, page.language, said)
         page.socket.send(frame)
         return said
 
