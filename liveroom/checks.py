@@ -30,6 +30,9 @@ PIECE_FILES = {
     "presence-changed": "liveroom/room/presence.html, online_count.html",
     "connection": "liveroom/room/connection.html",
     "notice": "liveroom/room/notice.html",
+    "announce": "liveroom/room.html",
+    "live-controls": "liveroom/room/live_controls.html, live_status.html, connection.html",
+    "announcement-region": "liveroom/room/announcement.html",
 }
 
 
@@ -79,16 +82,21 @@ def pushed_pieces(data: dict) -> dict[str, str]:
     pieces = {}
     for change, member in (("joined", newcomer), ("updated", data["other"]),
                            ("left", data["other"])):  # fmt: skip
-        context = common | {"member": member, "announcement": f"{member.name} {change}"}
+        context = common | {"member": member}
         pieces[CHANGE_PARTIALS[change]] = render(CHANGE_PARTIALS[change], context)
+    pieces["announce"] = render("announce", {"announcement": "Lin joined"})
     pieces["snapshot-you"] = render("snapshot-you", common | {"me": data["me"]})
     entries = {"members_html": mark_safe(data["entries"])}  # rendered from the template
     pieces["rendered-members"] = render("rendered-members", common | entries)
     if data["presence"]:
         pieces["presence-changed"] = render(
-            "presence-changed", common | {"members": [data["other"]], "away_names": ["Grace"]}
+            "presence-changed", common | {"members": [data["other"]]}
         )
     pieces["connection"] = render("connection", {"oob": True})
+    pieces["live-controls"] = render(
+        "live-controls", common | {"paused": True, "quiet": True, "missed": None}
+    )
+    pieces["announcement-region"] = render("announcement-region", {"quiet": True, "oob": True})
     pieces["notice"] = render(
         "notice", common | {"notice": "removed", "name_max_length": Member.NAME_MAX_LENGTH}
     )
