@@ -322,39 +322,59 @@ class LiveCore:
             self.handle(message, handled)
 
     async def deliver_batch(self, group: str, messages: list[Message], pages: list[Page]) -> None:
-        frames: dict[tuple[str, tuple[int, ...] | None], bytes] = {}  # by language and messages
-        said: list[Message] | None = None  # what the frames say (decided once, when forwarded)
-        handled: dict[int, list[Page]] = {}  # by message
-        every = len(messages)
+        """A window's messages: in order of version (requests publish independently, so they
+        come shuffled), each page sent what it shows of them, the changes it held that they
+        release included, in one frame; pages that show the same share the frame."""
+        messages = sorted(messages, key=in_order)
+        frames: dict[tuple[str, tuple[int, ...] | None], bytes] = {}  # language, what it shows
+        said: list[Message] | None = None  # what the frames say (decided once, when shown)
+        handled: dict[int, tuple[Message, list[Page]]] = {}  # by message
         next_yield = time.perf_counter() + PASS_SECONDS
         for page in pages:
             try:
-                forwarded: list[int] = []
-                for index, message in enumerate(messages):
-                    decision = page.triage(message)
-                    if decision is FORWARD:  # nearly always: kept to the point
-                        forwarded.append(index)
-                        continue
-                    if forwarded:  # what came before goes first
-                        said = self.send_forwarded(page, messages, forwarded, frames, said)
-                        forwarded = []
-                    self.act(page, message, decision, handled.setdefault(index, []))
-                if forwarded:
-                    key = None if len(forwarded) == every else tuple(forwarded)
+                shown: list[Message] = []
+                every = all([self.take(page, message, shown, handled) for message in messages])
+                if shown:
+                    key = None if every else tuple(map(id, shown))
                     frame = frames.get((page.language, key))
                     if frame is None:
-                        said = self.send_forwarded(page, messages, forwarded, frames, said)
-                    else:
-                        page.socket.send(frame)
+                        if said is None:
+                            said = self.announcements.now(group, messages)
+                        frame = frames[page.language, key] = self.frame_of(
+                            shown, page.language, said
+                        )
+                    page.socket.send(frame)
             except Exception:
                 self.failed_deliveries += 1
                 logger.exception("Room messages were not delivered to one page")
             if time.perf_counter() >= next_yield:
                 await asyncio.sleep(0)
                 next_yield = time.perf_counter() + PASS_SECONDS
-        for index, handled_pages in handled.items():
-            if handled_pages:
-                self.handle(messages[index], handled_pages)
+        for message, handled_pages in handled.values():
+            self.handle(message, handled_pages)
+
+    def take(
+        self,
+        page: Page,
+        message: Message,
+        shown: list[Message],
+        handled: dict[int, tuple[Message, list[Page]]],
+    ) -> bool:
+        """What `page` makes of `message` in a batch: added to what it is `shown` (with the held
+        changes it releases), held, or handled later; True if it is simply shown."""
+        decision = page.triage(message)
+        if decision is FORWARD:
+            shown.append(message)
+            return True
+        if decision is RELEASE:
+            shown.append(message)
+            while (held := page.next_held()) is not None:
+                self.take(page, held, shown, handled)
+        elif decision is HOLD:
+            self.loop.call_later(GAP_SECONDS, self.check_gap, page)
+        elif decision is HANDLE:
+            handled.setdefault(id(message), (message, []))[1].append(page)
+        return False
 
     @staticmethod
     def frame_of(messages: list[Message], language: str, said: list[Message]) -> bytes:
@@ -363,27 +383,6 @@ class LiveCore:
         if said:
             html += announcement_html(said, language)
         return text_frame(html)
-
-    def send_forwarded(
-        self,
-        page: Page,
-        messages: list[Message],
-        forwarded: list[int],
-        frames: dict[tuple[str, tuple[int, ...] | None], bytes],
-        said: list[Message] | None,
-    ) -> list[Message]:
-        """Send `page` the `forwarded` ones of `messages` in one frame, made once for every
-        page in its language that forwards the same ones, with the words due; returns what the
-        batch says."""
-        if said is None:
-            said = self.announcements.now(messages[0]["group"], messages)
-        key = None if len(forwarded) == len(messages) else tuple(forwarded)
-        frame = frames.get((page.language, key))
-        if frame is None:
-            chosen = [messages[index] for index in forwarded]
-            frame = frames[page.language, key] = self.frame_of(chosen, page.language, said)
-        page.socket.send(frame)
-        return said
 
     def act(self, page: Page, message: Message, decision: Decision, handled: list[Page]) -> None:
         """What a page decided for a message, but a plain forward; pages that need it handled
@@ -518,6 +517,15 @@ def send_rendered(pages: list[Page], rendered: dict[str, str]) -> None:
     frames = {language: text_frame(html) for language, html in rendered.items()}
     for page in pages:
         page.socket.send(frames[page.language])
+
+
+ORDER = {CHANGE_EVENT: 0, PRESENCE_EVENT: 1}  # then a closed room's, last
+
+
+def in_order(message: Message) -> tuple[int, int]:
+    """Where `message` goes among a window's: changes by version, presence by sequence."""
+    number = message.get("version") or message.get("sequence") or 0
+    return ORDER.get(message["type"], 2), number  # type: ignore[return-value]
 
 
 _cores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveCore]" = (
