@@ -216,9 +216,11 @@ class RoomConsumer(LivePage):
         """The page's pause and spoken-announcement buttons (htmx's ws-send: the form's values
         as JSON); anything else closes the socket, as does pressing them too fast."""
         asked = self.controls.read(text_data)
-        if asked is None or not self.ready:
+        if asked is None:
             await self.close(code=POLICY_VIOLATION)
             return
+        if not self.ready:
+            return  # pressed before the page had its first list: it is pressed again
         setting, value = asked
         missed = None
         if setting == "live" and (value == "pause") != self.state.paused:
