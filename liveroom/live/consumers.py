@@ -220,7 +220,7 @@ class RoomConsumer(LivePage):
             await self.close(code=POLICY_VIOLATION)
             return
         if not self.ready:
-            return  # pressed before the page had its first list: it is pressed again
+            return  # before the page has its first list: nothing changes, press again
         setting, value = asked
         missed = None
         if setting == "live" and (value == "pause") != self.state.paused:
