@@ -15,6 +15,7 @@ RUN pip install --require-hashes -r requirements.txt
 COPY liveroom liveroom
 COPY templates templates
 COPY static static
+COPY locale locale
 COPY manage.py .
 # Assets under content-hashed names, compressed, served with a year's Cache-Control.
 RUN python manage.py collectstatic --no-input -v 0

@@ -9,9 +9,11 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
+from django.conf import settings
 
 from harness.proxy import haproxy_binary
 from harness.servers import COMPOSE, ROOT, compose_web_command, executable, free_port, load_compose
@@ -94,6 +96,13 @@ def test_the_image_serves_static_files_under_hashed_names_for_a_year(
     assert "max-age=315360000" in response.headers["Cache-Control"]
     assert "immutable" in response.headers["Cache-Control"]
     assert response.headers.get("Content-Encoding") == "gzip"
+
+
+def test_the_image_carries_the_catalogues_of_every_language() -> None:
+    # Without them the image would serve English whatever the browser asks for.
+    copied = re.findall(r"^COPY (\S+) ", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    for path in settings.LOCALE_PATHS:
+        assert Path(path).relative_to(ROOT).parts[0] in copied
 
 
 def test_compose_refuses_to_start_without_a_secret_key() -> None:
