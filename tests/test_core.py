@@ -152,7 +152,7 @@ async def test_a_failure_delivering_to_one_page_does_not_stop_other_pages_or_lat
     alice_page.triage = fails_once
     await new_member("Carol")
     assert "Carol" in await bob_socket.receive_from()
-    assert core.failed_deliveries == 1
+    assert core.delivery.failed_deliveries == 1
     assert "Room messages were not delivered to one page" in caplog.text
 
     await new_member("Dan")  # Alice's page missed Carol: the gap brings it the whole list

@@ -166,7 +166,7 @@ class RoomConsumer(LivePage):
         if self.state.member_id is None:
             return  # closed: not a member, or the database is down
         for message in self.state.release_waiting():  # versions keep them right in any order
-            self.core.deliver_to(self, message)
+            self.core.delivery.deliver_to(self, message)
         self.socket.forget_handshake()  # the page's cookie was all it needed of its headers
         self.core.watch_page(self)
 
@@ -309,7 +309,7 @@ class RoomConsumer(LivePage):
         self.write(snapshot.own_html)
         metrics.snapshots_sent.labels("list" if whole else "own part").inc()
         if (held := self.state.next_held()) is not None:  # came early, now next
-            self.core.deliver_to(self, held)
+            self.core.delivery.deliver_to(self, held)
 
 
 class RoomsConsumer(LivePage):
