@@ -223,6 +223,11 @@ LIVEROOM_SOCKETS_PER_ADDRESS = env_number("LIVEROOM_SOCKETS_PER_ADDRESS", 1000)
 LIVEROOM_EMPTY_ROOM_SECONDS = env_number("LIVEROOM_EMPTY_ROOM_SECONDS", 3600.0)
 if LIVEROOM_EMPTY_ROOM_SECONDS < 0:
     raise ImproperlyConfigured("LIVEROOM_EMPTY_ROOM_SECONDS must be 0 or more.")
+# Crowded rooms (docs/crowds.md): a room of up to this many members lists them all on every page;
+# above it, a page shows the count, the member themself, the most recent arrivals (the last
+# LIVEROOM_RECENT_ARRIVALS, the same on every page) and a search by name.
+LIVEROOM_FULL_LIST_MAX = env_number("LIVEROOM_FULL_LIST_MAX", 200)
+LIVEROOM_RECENT_ARRIVALS = env_number("LIVEROOM_RECENT_ARRIVALS", 20)
 # Rooms on each page of /rooms/ (busiest first; the first page is the live one).
 LIVEROOM_ROOMS_PAGE_SIZE = env_number("LIVEROOM_ROOMS_PAGE_SIZE", 50)
 # Seconds between two renders of the live /rooms/ list by one process, however many changes.
@@ -256,9 +261,16 @@ for name in (
     "LIVEROOM_SOCKETS_PER_MEMBER",
     "LIVEROOM_SOCKETS_PER_ADDRESS",
     "LIVEROOM_ROOMS_PAGE_SIZE",
+    "LIVEROOM_FULL_LIST_MAX",
+    "LIVEROOM_RECENT_ARRIVALS",
 ):
     if globals()[name] < 1:
         raise ImproperlyConfigured(f"{name} must be at least 1, got {globals()[name]}.")
+if LIVEROOM_RECENT_ARRIVALS > LIVEROOM_FULL_LIST_MAX:
+    raise ImproperlyConfigured(
+        "LIVEROOM_RECENT_ARRIVALS must be at most LIVEROOM_FULL_LIST_MAX "
+        f"({LIVEROOM_FULL_LIST_MAX}), got {LIVEROOM_RECENT_ARRIVALS}."
+    )
 if LIVEROOM_PRESENCE_EXPIRY_SECONDS < 1:
     raise ImproperlyConfigured("LIVEROOM_PRESENCE_EXPIRY_SECONDS must be at least 1.")
 

@@ -217,8 +217,10 @@ class Delivery:
 
     @staticmethod
     def frame_of(messages: list[Message], language: str, said: list[Message]) -> bytes:
-        """`messages` for pages in `language`, in one frame, with the words of `said`."""
-        html = "".join(html_of(message, language) for message in messages)
+        """`messages` for pages in `language`, in one frame, with the words of `said`. A change
+        that sends the list whole (a crowded room's) shows every change before it: those are
+        left out."""
+        html = "".join(html_of(message, language) for message in superseded_left_out(messages))
         if said:
             html += announcement_html(said, language)
         return text_frame(html)
@@ -301,6 +303,26 @@ def send_rendered(pages: list[Page], rendered: dict[str, str]) -> None:
     frames = {language: text_frame(html) for language, html in rendered.items()}
     for page in pages:
         page.socket.send(frames[page.language])
+
+
+def superseded_left_out(messages: list[Message]) -> list[Message]:
+    """`messages` (in the order pages apply them) but the changes before the last one that
+    carries the list whole: it already shows them."""
+    last = max(
+        (at for at, message in enumerate(messages) if lists_whole(message)), default=None
+    )
+    if last is None:
+        return messages
+    return [
+        message
+        for at, message in enumerate(messages)
+        if at >= last or message["type"] != CHANGE_EVENT
+    ]
+
+
+def lists_whole(message: Message) -> bool:
+    data = message.get("data")
+    return message["type"] == CHANGE_EVENT and data is not None and data.get("listed") is not None
 
 
 ORDER = {CHANGE_EVENT: 0, PRESENCE_EVENT: 1}  # then a closed room's, last

@@ -21,13 +21,16 @@ def on_room_changed(
     change: str,
     count: int,
     before: dict,
+    listed: list[Member] | None = None,
     **kwargs: object,
 ) -> None:
     # An updated entry shows whether its member is online; a new one has no page open yet.
-    online = change == "updated" and member.pk in room_presence(room.slug).online
+    # A list sent whole shows each of its members'.
+    online_now = room_presence(room.slug).online if change == "updated" or listed else frozenset()
     data = fragments.change_data(
-        member=member, change=change, count=count, before=before, online=online
-    )
+        member=member, change=change, count=count, before=before,
+        online=member.pk in online_now, listed=listed, listed_online=online_now,
+    )  # fmt: skip
     group = room_group(room.slug)
     message: RoomChange = {
         "type": CHANGE_EVENT,

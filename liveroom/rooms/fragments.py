@@ -11,9 +11,11 @@ from typing import TypedDict
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import translation
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext
 
 from liveroom.presence import PresenceChange, RoomPresence, room_presence
+from liveroom.rooms.crowds import is_crowded, recent_ids
 from liveroom.rooms.listing import rooms_page
 from liveroom.rooms.models import Member, Room
 from liveroom.rooms.shown import announcement, joined, said
@@ -48,24 +50,44 @@ class ChangeData(TypedDict):
     before: dict  # the changed shown fields before an update
     count: int  # members after the change
     online: bool  # whether the member has a page open (an updated entry shows it)
+    # When pages are sent the list whole (crowds.listed_members): each member listed after the
+    # change, as `member` is, and which of them are online; else None and [].
+    listed: list[dict] | None
+    listed_online: list[int]
 
 
 def change_data(
-    *, member: Member, change: str, count: int, before: dict, online: bool
+    *,
+    member: Member,
+    change: str,
+    count: int,
+    before: dict,
+    online: bool,
+    listed: list[Member] | None = None,
+    listed_online: frozenset[int] = frozenset(),
 ) -> ChangeData:
-    shown = {field: getattr(member, field) for field in Member.SHOWN_FIELDS}
-    return {"change": change, "member": {"id": member.pk, **shown}, "before": before,
-            "count": count, "online": online}  # fmt: skip
+    return {"change": change, "member": shown_of(member), "before": before, "count": count,
+            "online": online,
+            "listed": None if listed is None else [shown_of(each) for each in listed],
+            "listed_online": [each.pk for each in listed or () if each.pk in listed_online]}  # fmt: skip
 
 
-def member_of(data: ChangeData) -> Member:
-    fields = dict(data["member"])
+def shown_of(member: Member) -> dict:
+    return {"id": member.pk} | {field: getattr(member, field) for field in Member.SHOWN_FIELDS}
+
+
+def member_of(fields: dict) -> Member:
+    fields = dict(fields)
     return Member(pk=fields.pop("id"), **fields)
 
 
 def render_change(data: ChangeData) -> str:
-    """One membership change (CHANGE_PARTIALS) as out-of-band swaps, in the active language."""
-    member = member_of(data)
+    """One membership change (CHANGE_PARTIALS) as out-of-band swaps, in the active language; a
+    change that carries the list whole (a crowded room's) as the list, the same on every
+    page."""
+    if data.get("listed") is not None:
+        return render_listed(data)
+    member = member_of(data["member"])
     context = {"member": member, "count": data["count"], "oob": True}
     # A new member has no page open yet; an updated one keeps their state.
     online = frozenset({member.pk}) if data["online"] else frozenset()
@@ -73,9 +95,19 @@ def render_change(data: ChangeData) -> str:
     return render_to_string(f"{ROOM_TEMPLATE}#{CHANGE_PARTIALS[data['change']]}", context).strip()
 
 
+def render_listed(data: ChangeData) -> str:
+    members = [member_of(fields) for fields in data["listed"] or ()]
+    context = {"members": members, "count": data["count"], "listed": len(members),
+               "crowded": is_crowded(data["count"]), "oob": True}  # fmt: skip
+    context |= presence_context(RoomPresence(0, frozenset(data["listed_online"])))
+    entries = render_to_string(f"{ROOM_TEMPLATE}#listed-entries", context)
+    context["members_html"] = mark_safe(entries.strip())  # rendered from the template, escaped
+    return render_to_string(f"{ROOM_TEMPLATE}#members-listed", context).strip()
+
+
 def change_words(data: ChangeData) -> str:
     """What screen readers hear of one change, in the active language."""
-    member, change = member_of(data), data["change"]
+    member, change = member_of(data["member"]), data["change"]
     if change == "updated":
         return announcement(member, data["before"])
     words = {"joined": gettext("{name} joined"), "left": gettext("{name} left"),
@@ -158,10 +190,11 @@ def render_presence_now(
 
 
 def render_presence_all(room_slug: str, languages: Iterable[str]) -> tuple[dict[str, str], int]:
-    """Every member's presence as the store has it now, in each of `languages`, and the
-    presence sequence it is at: for pages that missed a presence message."""
+    """The presence of every member a page may list (everyone, or a crowded room's recent
+    arrivals) as the store has it now, in each of `languages`, and the presence sequence it is
+    at: for pages that missed a presence message."""
     presence = room_presence(room_slug)
-    members = list(Member.objects.filter(room__slug=room_slug).only("id"))
+    members = [Member(pk=member_id) for member_id in recent_ids(room_slug)]
     return _presence_swaps(members, presence, languages), presence.sequence
 
 

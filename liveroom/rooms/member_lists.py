@@ -2,6 +2,8 @@
 snapshot while the room's version is the same (the database bumps it for every write of a
 member: migration 0004), so a thousand loads at one version render it once. A list is kept per
 language in use (its entries say "online", "away"): the active language when it is asked for.
+A crowded room's list is its most recent arrivals (crowds.py): the same bounded read and render
+however many members it has.
 """
 
 import threading
@@ -14,24 +16,27 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
 from liveroom.presence import RoomPresence
+from liveroom.rooms.crowds import is_crowded, listed
 from liveroom.rooms.fragments import ROOM_TEMPLATE, render_entries
 from liveroom.rooms.models import Member, Room
 
 
 @dataclass
 class MemberList:
-    """A room's members at one version, each entry rendered once online and once away."""
+    """The members a room lists at one version (everyone, or a crowded room's most recent
+    arrivals), each entry rendered once online and once away."""
 
     room_id: int
     version: int
+    count: int  # members in the room, listed or not
     entries: dict[int, tuple[str, str]]  # member id -> (online, away), in list order
     shown: dict[int, tuple]  # member id -> what its entries show (Member.SHOWN_FIELDS)
     presence: RoomPresence | None = None  # of the latest `html`
     html: str = ""
 
     @property
-    def count(self) -> int:
-        return len(self.entries)
+    def crowded(self) -> bool:
+        return is_crowded(self.count)
 
     def render(self, presence: RoomPresence) -> str:
         """The whole list with `presence`, for a snapshot; presence changes cost a join, not a
@@ -40,14 +45,19 @@ class MemberList:
             online = presence.online
             entries = [both[member_id not in online] for member_id, both in self.entries.items()]
             # Entries rendered from the template, names escaped.
-            context = {"members_html": mark_safe("".join(entries)), "oob": True}
+            context = {"members_html": mark_safe("".join(entries)), "oob": True,
+                       "count": self.count, "crowded": self.crowded,
+                       "listed": len(self.entries)}  # fmt: skip
             html = render_to_string(f"{ROOM_TEMPLATE}#rendered-members", context)
             self.presence, self.html = presence, html.strip()
         return self.html
 
     def page_entries(self, presence: RoomPresence, me_id: int, me_html: str) -> str:
-        """The entries for the room page of member `me_id`, whose own entry is `me_html`."""
+        """The entries for the room page of member `me_id`, whose own entry is `me_html` (a
+        crowded room's list is the same on every page: its member's entry is not marked)."""
         online = presence.online
+        if self.crowded:
+            me_id = 0
         return "".join(
             me_html if member_id == me_id else both[member_id not in online]
             for member_id, both in self.entries.items()
@@ -119,22 +129,17 @@ def render_member_list(room_slug: str, previous: MemberList | None = None) -> Me
     fields = Member.SHOWN_FIELDS
     # One statement reads the members and the room version together, so the list is exactly
     # the state at that version: later changes are newer, earlier ones are included.
-    rows = list(
-        Member.objects.filter(room__slug=room_slug).values_list(
-            "id", "room_id", "room__version", *fields
-        )
-    )
+    now = listed(room_slug)
     entries: dict[int, tuple[str, str]] = {}
     shown: dict[int, tuple] = {}
-    for member_id, _, _, *values in rows:
+    for member_id, *values in now.rows:
         shown[member_id] = tuple(values)
         if previous is not None and previous.shown.get(member_id) == shown[member_id]:
             entries[member_id] = previous.entries[member_id]
         else:
             member = Member(pk=member_id, **dict(zip(fields, values, strict=True)))
             entries[member_id] = render_entries(member)
-    room_id, version = rows[0][1:3] if rows else (0, 0)
-    return MemberList(room_id, version, entries, shown)
+    return MemberList(now.room_id, now.version, now.count, entries, shown)
 
 
 def room_version(room_id: int) -> int:

@@ -16,6 +16,7 @@ from functools import partial
 from django.db import transaction
 from django.db.models import Count
 
+from liveroom.rooms.crowds import listed_members
 from liveroom.rooms.models import Member, Room
 from liveroom.rooms.signals import room_changed, room_closed
 
@@ -127,13 +128,15 @@ def _delete(room: Room, member: Member, change: str) -> None:
 
 def _announce(room: Room, member: Member, change: str, before: dict | None = None) -> None:
     """Announce `change` after commit, at the version the database gave the room for it (with
-    what the changed shown fields were `before` an update)."""
+    what the changed shown fields were `before` an update, and, when pages are sent the list
+    whole, the members `listed` after it: crowds.py)."""
     room.version, count = (
         Room.objects.filter(pk=room.pk)
         .annotate(count=Count("members"))
         .values_list("version", "count")
         .get()
     )
+    listed = listed_members(room.pk, count, change)  # read under the room's lock: exact
     transaction.on_commit(
         partial(
             room_changed.send_robust,
@@ -144,6 +147,7 @@ def _announce(room: Room, member: Member, change: str, before: dict | None = Non
             change=change,
             count=count,
             before=before or {},
+            listed=listed,
         ),
         robust=True,
     )

@@ -92,6 +92,12 @@ class Member(models.Model):
 
     class Meta:
         ordering = ["joined_at", "id"]
+        indexes = [
+            # A room's members in the order they joined, read from either end: its recent
+            # arrivals, and search (liveroom/rooms/crowds.py). On PostgreSQL a trigram index
+            # on the names answers search too (migration 0006).
+            models.Index(fields=["room", "joined_at", "id"], name="member_room_joined"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["room", "session_key"], name="one_membership_per_session"

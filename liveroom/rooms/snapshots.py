@@ -51,7 +51,8 @@ def snapshots(room_slug: str, wanted: list[SnapshotWanted]) -> dict[SnapshotWant
             member_list = member_lists.current(room_slug, room_id, version)
             members_html = member_lists.render(member_list, presence)
             for session_key, me in members.items():
-                context = {"room": room, "me": me, "count": member_list.count, "oob": True}
+                context = {"room": room, "me": me, "count": member_list.count,
+                           "crowded": member_list.crowded, "oob": True}  # fmt: skip
                 context |= presence_context(presence)
                 found[session_key, language] = Snapshot(
                     version=member_list.version,

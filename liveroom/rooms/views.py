@@ -6,6 +6,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from liveroom.presence import room_presence
 from liveroom.rooms import cleanup
+from liveroom.rooms.crowds import SEARCH_MAX_LENGTH, search
 from liveroom.rooms.forms import JoinForm
 from liveroom.rooms.fragments import presence_context, render_own_entry
 from liveroom.rooms.idle import remove_idle_members
@@ -40,28 +41,35 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
+    """The room page for its member (others are sent to the join form); with ?q=..., what a
+    search by name found in it (htmx asks for that alone as one types)."""
     room = unsaved_room(slug)
     me = membership(request, room)  # one query: the member and the room's version
     if me is None:
         return redirect(room.join_url)
     room = me.room
+    presence = room_presence(room.slug)
+    found = search(room.slug, request.GET.get("q", ""))
+    context = {"room": room, "me": me, "found": found, "search_max_length": SEARCH_MAX_LENGTH}
+    context |= presence_context(presence)
+    if request.htmx:  # a search as one types: its answer alone
+        return render(request, "liveroom/room.html#search-results", context)
     # The list this process keeps for the room's version: rendered once for every load.
     member_list = member_lists.current(room.slug, room.pk, room.version)
-    presence = room_presence(room.slug)
-    context = {
-        "room": room,
-        "me": me,
+    context |= {
         "members_html": mark_safe(  # entries rendered from the template, names escaped
             member_list.page_entries(presence, me.pk, render_own_entry(me, presence))
         ),
         "count": member_list.count,
+        "crowded": member_list.crowded,
+        "listed": len(member_list.entries),
         # The socket is told what the page shows, and sends only what it lacks.
         "version": member_list.version,
         "presence_sequence": presence.sequence,
         "name_max_length": Member.NAME_MAX_LENGTH,
-    } | presence_context(presence)
+    }
     context["paused"], context["quiet"] = preferences(request.session)
-    return render(request, "liveroom/room.html", context)
+    return render(request, "liveroom/room.html", context, status=400 if found.error else 200)
 
 
 @require_http_methods(["GET", "POST"])

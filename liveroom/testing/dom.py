@@ -224,7 +224,7 @@ class Page:
         '<div class="room"><p id="connection"></p><p id="member-count"></p>'
         '<p id="online-count"></p><section id="you"><strong id="my-name"></strong>'
         '<form id="hand-form"></form></section><ul id="members"></ul>'
-        '<p id="announcement"></p></div>'
+        '<p id="members-hint"></p><p id="announcement"></p></div>'
     )
 
     def __init__(self, html: str | None = None) -> None:

@@ -1,0 +1,116 @@
+"""Crowded rooms: what a page lists of a room, read with bounded queries however many it holds.
+
+A room of up to LIVEROOM_FULL_LIST_MAX members is listed whole on every page. Above that it is
+crowded: a page shows the count, who is online, the member themself, and the most recent
+arrivals, the last LIVEROOM_RECENT_ARRIVALS to join. That window is the same on every page of the
+room, so one pushed list serves them all; anyone else is found by name (`search`). Every read
+here is an index range of at most LIVEROOM_FULL_LIST_MAX + 1 rows (the index of migration 0006),
+so a page load, a snapshot or a change costs the same in a room of 300 as in one of 50,000.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Count, Subquery
+from django.utils.translation import ngettext
+
+from liveroom.rooms.models import Member
+
+SEARCH_RESULTS = 20  # members a search shows; past them it asks for more of the name
+SEARCH_MAX_LENGTH = Member.NAME_MAX_LENGTH
+
+
+def is_crowded(count: int) -> bool:
+    return count > settings.LIVEROOM_FULL_LIST_MAX
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What every page of a room lists, at one version: everyone, or (crowded) the most recent
+    arrivals; either way in the order they joined."""
+
+    room_id: int
+    version: int
+    count: int  # members in the room
+    rows: list[tuple]  # (id, *Member.SHOWN_FIELDS) of each member listed
+
+    @property
+    def crowded(self) -> bool:
+        return is_crowded(self.count)
+
+
+def listed(room_slug: str) -> Listed:
+    """What pages of the room list now, with the room's version and member count, read in one
+    statement: exactly the state at that version."""
+    most = settings.LIVEROOM_FULL_LIST_MAX + 1
+    count = Subquery(
+        Member.objects.filter(room__slug=room_slug)  # uncorrelated: counted once
+        .order_by()
+        .values("room_id")
+        .annotate(count=Count("pk"))
+        .values("count")[:1]
+    )
+    rows = list(
+        Member.objects.filter(room__slug=room_slug)
+        .order_by("-joined_at", "-id")
+        .annotate(count=count)
+        .values_list("room_id", "room__version", "count", "id", *Member.SHOWN_FIELDS)[:most]
+    )
+    if not rows:
+        return Listed(0, 0, 0, [])
+    room_id, version, total = rows[0][:3]
+    shown = [row[3:] for row in rows]
+    if is_crowded(total):
+        shown = shown[: settings.LIVEROOM_RECENT_ARRIVALS]
+    return Listed(room_id, version, total, shown[::-1])
+
+
+def listed_members(room_id: int, count: int, change: str) -> list[Member] | None:
+    """For a change that leaves the room with `count` members, read in its transaction (the
+    room locked): the members every page lists after it, when pages must be sent the list
+    whole (a join or leave in a crowded room moves its window; a leave that ends the crowd
+    brings back everyone); None when pages apply the change to what they show."""
+    ended = change in ("left", "removed") and count == settings.LIVEROOM_FULL_LIST_MAX
+    if change == "updated" or not (is_crowded(count) or ended):
+        return None
+    size = settings.LIVEROOM_FULL_LIST_MAX if ended else settings.LIVEROOM_RECENT_ARRIVALS
+    members = Member.objects.filter(room_id=room_id).order_by("-joined_at", "-id")
+    return list(members.only("id", *Member.SHOWN_FIELDS)[:size])[::-1]
+
+
+def recent_ids(room_slug: str) -> list[int]:
+    """The ids of every member a page of the room may list (a bounded read: the most recent
+    LIVEROOM_FULL_LIST_MAX + 1), for presence swaps sent to pages that missed some."""
+    members = Member.objects.filter(room__slug=room_slug).order_by("-joined_at", "-id")
+    return list(members.values_list("id", flat=True)[: settings.LIVEROOM_FULL_LIST_MAX + 1])
+
+
+@dataclass(frozen=True)
+class Found:
+    """A search's answer: the members whose names contain what was asked (the first
+    SEARCH_RESULTS to join, shown by name), whether more match, or why it was refused."""
+
+    query: str
+    members: list[Member]
+    more: bool = False
+    error: str = ""
+
+
+def search(room_slug: str, query: str) -> Found:
+    """Members of the room whose names contain `query` (any case). On PostgreSQL a trigram
+    index answers (migration 0006); elsewhere the room's members are scanned."""
+    query = query.strip()
+    if len(query) > SEARCH_MAX_LENGTH:
+        error = ngettext(
+            "Names are at most %(count)d character long.",
+            "Names are at most %(count)d characters long.",
+            SEARCH_MAX_LENGTH,
+        ) % {"count": SEARCH_MAX_LENGTH}
+        return Found(query, [], error=error)
+    if not query:
+        return Found(query, [])
+    matches = Member.objects.filter(room__slug=room_slug, name__icontains=query)
+    members = list(matches.order_by("joined_at", "id")[: SEARCH_RESULTS + 1])
+    more = len(members) > SEARCH_RESULTS
+    members = sorted(members[:SEARCH_RESULTS], key=lambda member: (member.name.casefold(), member.pk))
+    return Found(query, members, more)

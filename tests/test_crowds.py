@@ -1,0 +1,163 @@
+"""Crowded rooms (docs/crowds.md): above LIVEROOM_FULL_LIST_MAX members every page lists the same
+window of recent arrivals, with the count and a search; changes move the window on every page at
+once. The limits are made small here: a "crowd" of four."""
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from liveroom.live.delivery import superseded_left_out
+from liveroom.live.messages import CHANGE_EVENT, PRESENCE_EVENT
+from liveroom.models import Member
+from liveroom.rooms import crowds
+from liveroom.rooms.membership import member_leave
+from liveroom.testing import Page, join
+from liveroom.testing.page import room_url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def small_crowds(settings) -> None:
+    settings.LIVEROOM_FULL_LIST_MAX = 3
+    settings.LIVEROOM_RECENT_ARRIVALS = 2
+
+
+def members_join(*names: str, room: str = "big") -> list[Client]:
+    return [join(Client(), name, room) for name in names]
+
+
+def test_a_room_up_to_the_limit_lists_everyone() -> None:
+    alice, *_ = members_join("Alice", "Bob", "Carol")
+    page = Page(alice.get(room_url("big")).content.decode())
+    assert page.members() == ["Alice", "Bob", "Carol"]
+    assert page.text("#members-hint") == ""
+    assert page.text(".member--you .member__name") == "Alice"  # her own entry is marked
+
+
+def test_a_crowded_page_lists_the_recent_arrivals_the_count_and_its_member() -> None:
+    alice, *_ = members_join("Alice", "Bob", "Carol", "Dave", "Erin")
+    response = alice.get(room_url("big"))
+    page = Page(response.content.decode())
+    assert page.members() == ["Dave", "Erin"]  # the last two to join, in the order they came
+    assert page.text("#member-count") == "5 people here"
+    assert page.text("#members-hint") == (
+        "The 2 most recent arrivals are listed. Search to find anyone else."
+    )
+    assert page.text("#my-name") == "Alice"  # Alice is not listed, but is herself
+    assert page.select("#member-search")
+
+
+def test_a_crowded_page_reads_a_bounded_window_of_members() -> None:
+    alice, *_ = members_join("Alice", "Bob", "Carol", "Dave", "Erin")
+    with CaptureQueriesContext(connection) as queries:
+        assert alice.get(room_url("big")).status_code == 200
+    member_reads = [
+        query["sql"] for query in queries if 'FROM "liveroom_member"' in query["sql"]
+    ]
+    assert member_reads
+    # Each read of the members is either one member (the session's) or an index range with a
+    # limit; none reads the whole room.
+    for sql in member_reads:
+        assert "LIMIT" in sql, sql
+
+
+def test_search_finds_anyone_by_part_of_a_name_in_any_case() -> None:
+    alice, *_ = members_join("Alice", "Bob", "Carol", "Dave", "Erin", "Caroline")
+    page = Page(alice.get(room_url("big"), {"q": "CAROL"}).content.decode())
+    found = [" ".join(entry.itertext()).split()[0] for entry in page.select(".members--found li")]
+    assert found == ["Carol", "Caroline"]
+    assert page.text("#search-results").startswith("2 members found")
+    assert page.document.by_id("member-search").get("value") == "CAROL"  # kept in the form
+
+
+def test_search_as_one_types_answers_with_the_results_alone() -> None:
+    alice, *_ = members_join("Alice", "Bob", "Carol", "Dave", "Erin")
+    response = alice.get(room_url("big"), {"q": "bo"}, headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<div id="search-results"')
+    assert "Bob" in html and 'id="members"' not in html
+
+
+def test_search_says_when_nobody_matches_and_isolates_what_was_asked() -> None:
+    alice, *_ = members_join("Alice", "Bob", "Carol", "Dave")
+    page = Page(alice.get(room_url("big"), {"q": "<b>zed"}).content.decode())
+    assert page.text("#search-results") == "Nobody here has <b>zed in their name."
+    assert page.select("#search-results bdi")
+
+
+def test_a_search_too_long_for_any_name_is_refused_with_a_reason() -> None:
+    alice, *_ = members_join("Alice", "Bob", "Carol", "Dave")
+    response = alice.get(room_url("big"), {"q": "x" * (Member.NAME_MAX_LENGTH + 1)})
+    assert response.status_code == 400
+    assert "at most 40 characters" in Page(response.content.decode()).text("#search-results")
+
+
+def test_search_shows_a_bounded_number_and_asks_for_more_of_the_name(monkeypatch) -> None:
+    monkeypatch.setattr(crowds, "SEARCH_RESULTS", 2)
+    alice, *_ = members_join("Alice", "Ann", "Anna", "Annie", "Bob")
+    page = Page(alice.get(room_url("big"), {"q": "an"}).content.decode())
+    assert len(page.select(".members--found li")) == 2
+    assert "type more of the name" in page.text("#search-results")
+
+
+def test_a_non_member_cannot_search_a_room() -> None:
+    members_join("Alice", "Bob", "Carol", "Dave")
+    response = Client().get(room_url("big"), {"q": "a"})
+    assert response.status_code == 302
+
+
+@pytest.mark.asyncio
+async def test_a_join_in_a_crowded_room_moves_the_window_on_every_page(room_page) -> None:
+    await sync_to_async(members_join)("Bob", "Carol", "Dave")
+    alice = await room_page("Alice", room="big")
+    assert alice.members() == ["Dave", "Alice"]
+    await sync_to_async(members_join)("Erin")
+    await alice.until(lambda page: page.members() == ["Alice", "Erin"])
+    assert alice.text("#member-count") == "5 people here"
+    assert alice.text("#announcement") == "Erin joined"
+    assert alice.errors == []
+
+
+@pytest.mark.asyncio
+async def test_a_leave_from_the_window_brings_back_the_arrival_before(room_page) -> None:
+    clients = await sync_to_async(members_join)("Bob", "Carol", "Dave", "Erin")
+    alice = await room_page("Alice", room="big")
+    assert alice.members() == ["Erin", "Alice"]
+    erin = clients[-1]
+    await sync_to_async(erin.post)(room_url("big", "leave"))
+    await alice.until(lambda page: page.members() == ["Dave", "Alice"])
+    assert alice.text("#member-count") == "4 people here"
+    assert alice.errors == []
+
+
+@pytest.mark.asyncio
+async def test_the_crowd_comes_and_goes_on_an_open_page(room_page) -> None:
+    clients = await sync_to_async(members_join)("Bob", "Carol")
+    alice = await room_page("Alice", room="big")
+    assert alice.members() == ["Bob", "Carol", "Alice"]
+    dave = (await sync_to_async(members_join)("Dave"))[0]  # four: crowded
+    await alice.until(lambda page: page.members() == ["Alice", "Dave"])
+    assert "most recent arrivals" in alice.text("#members-hint")
+    await sync_to_async(dave.post)(room_url("big", "leave"))  # three: everyone again
+    await alice.until(lambda page: page.members() == ["Bob", "Carol", "Alice"])
+    assert alice.text("#members-hint") == ""
+    await sync_to_async(member_leave)(room_slug="big", session_key=clients[0].session.session_key)
+    await alice.until(lambda page: page.members() == ["Carol", "Alice"])
+    assert alice.errors == []
+
+
+def change(version: int, listed: bool) -> dict:
+    data = {"change": "joined", "listed": [] if listed else None}
+    return {"type": CHANGE_EVENT, "version": version, "data": data}
+
+
+def test_a_whole_list_in_a_frame_leaves_out_the_changes_it_already_shows() -> None:
+    presence = {"type": PRESENCE_EVENT, "sequence": 1, "data": {}}
+    messages = [change(1, False), change(2, True), change(3, False), change(4, True), presence]
+    assert superseded_left_out(messages) == messages[3:]
+    incremental = [change(1, False), change(2, False), presence]
+    assert superseded_left_out(incremental) == incremental
