@@ -54,9 +54,7 @@ def test_a_crowded_page_reads_a_bounded_window_of_members() -> None:
     alice, *_ = members_join("Alice", "Bob", "Carol", "Dave", "Erin")
     with CaptureQueriesContext(connection) as queries:
         assert alice.get(room_url("big")).status_code == 200
-    member_reads = [
-        query["sql"] for query in queries if 'FROM "liveroom_member"' in query["sql"]
-    ]
+    member_reads = [query["sql"] for query in queries if 'FROM "liveroom_member"' in query["sql"]]
     assert member_reads
     # Each read of the members is either one member (the session's) or an index range with a
     # limit; none reads the whole room.
@@ -79,7 +77,8 @@ def test_search_as_one_types_answers_with_the_results_alone() -> None:
     html = response.content.decode()
     assert response.status_code == 200
     assert html.lstrip().startswith('<div id="search-results"')
-    assert "Bob" in html and 'id="members"' not in html
+    assert "Bob" in html
+    assert 'id="members"' not in html
 
 
 def test_search_says_when_nobody_matches_and_isolates_what_was_asked() -> None:

@@ -308,9 +308,7 @@ def send_rendered(pages: list[Page], rendered: dict[str, str]) -> None:
 def superseded_left_out(messages: list[Message]) -> list[Message]:
     """`messages` (in the order pages apply them) but the changes before the last one that
     carries the list whole: it already shows them."""
-    last = max(
-        (at for at, message in enumerate(messages) if lists_whole(message)), default=None
-    )
+    last = max((at for at, message in enumerate(messages) if lists_whole(message)), default=None)
     if last is None:
         return messages
     return [

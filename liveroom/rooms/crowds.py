@@ -112,5 +112,5 @@ def search(room_slug: str, query: str) -> Found:
     matches = Member.objects.filter(room__slug=room_slug, name__icontains=query)
     members = list(matches.order_by("joined_at", "id")[: SEARCH_RESULTS + 1])
     more = len(members) > SEARCH_RESULTS
-    members = sorted(members[:SEARCH_RESULTS], key=lambda member: (member.name.casefold(), member.pk))
+    members = sorted(members[:SEARCH_RESULTS], key=lambda each: (each.name.casefold(), each.pk))
     return Found(query, members, more)

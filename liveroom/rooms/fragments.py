@@ -66,10 +66,11 @@ def change_data(
     listed: list[Member] | None = None,
     listed_online: frozenset[int] = frozenset(),
 ) -> ChangeData:
+    online_listed = [each.pk for each in listed or () if each.pk in listed_online]
     return {"change": change, "member": shown_of(member), "before": before, "count": count,
             "online": online,
             "listed": None if listed is None else [shown_of(each) for each in listed],
-            "listed_online": [each.pk for each in listed or () if each.pk in listed_online]}  # fmt: skip
+            "listed_online": online_listed}  # fmt: skip
 
 
 def shown_of(member: Member) -> dict:
