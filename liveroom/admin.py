@@ -12,7 +12,7 @@ import logging
 from django import forms
 from django.conf import settings
 from django.contrib import admin
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from liveroom import metrics
@@ -70,14 +70,7 @@ class RoomAdmin(admin.ModelAdmin):
 
     list_display = ["slug", "member_count", "version", "changed_at"]
     search_fields = ["slug"]
-    readonly_fields = ["slug", "version", "changed_at"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
-        return super().get_queryset(request).annotate(member_count=Count("members"))
-
-    @admin.display(description="members", ordering="member_count")
-    def member_count(self, room: Room) -> int:
-        return room.member_count  # type: ignore[attr-defined]
+    readonly_fields = ["slug", "member_count", "version", "changed_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a room starts with its first join

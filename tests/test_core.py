@@ -264,7 +264,9 @@ def list_renders(monkeypatch) -> list[str]:
     monkeypatch.setattr(
         lists_module,
         "render_member_list",
-        lambda slug, *previous: renders.append(slug) or render(slug, *previous),
+        lambda room_id, *previous: (
+            renders.append(Room.objects.get(pk=room_id).slug) or render(room_id, *previous)
+        ),
     )
     return renders
 

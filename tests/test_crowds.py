@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from liveroom.live.delivery import superseded_left_out
 from liveroom.live.messages import CHANGE_EVENT, PRESENCE_EVENT
-from liveroom.models import Member
+from liveroom.models import Member, Room
 from liveroom.rooms import crowds
 from liveroom.rooms.membership import member_leave
 from liveroom.testing import Page, join
@@ -160,3 +160,12 @@ def test_a_whole_list_in_a_frame_leaves_out_the_changes_it_already_shows() -> No
     assert superseded_left_out(messages) == messages[3:]
     incremental = [change(1, False), change(2, False), presence]
     assert superseded_left_out(incremental) == incremental
+
+
+def test_the_database_keeps_each_rooms_member_count_whoever_writes() -> None:
+    members_join("Alice", "Bob", room="a")
+    members_join("Carol", room="b")
+    Member.objects.filter(name="Bob").update(room=Room.objects.get(slug="b"))  # moved
+    Member.objects.filter(name="Alice").delete()
+    Member.objects.filter(name="Carol").update(hand_raised=True)  # not a move
+    assert dict(Room.objects.values_list("slug", "member_count")) == {"a": 0, "b": 2}

@@ -1,6 +1,7 @@
-"""Crowded rooms read only what they show (liveroom/rooms/crowds.py): a room's members by when
-they joined, and, on PostgreSQL, a trigram index on names so a search by part of one does not
-scan a room of 50,000. pg_trgm is a trusted extension (PostgreSQL 13+): the database's owner
+"""Crowded rooms read only what they show (liveroom/rooms/crowds.py): a room's member count, kept
+by the triggers (liveroom/rooms/triggers.py: installed here, before the count is filled in, so no
+write between the two is missed), a room's members by when they joined, and, on PostgreSQL, a
+trigram index on names so a search by part of one does not scan a room of 50,000. pg_trgm is a trusted extension (PostgreSQL 13+): the database's owner
 may create it. Where it cannot be, search still works, scanning the room."""
 
 import logging
@@ -28,6 +29,16 @@ def add_trigram_index(apps, schema_editor) -> None:
     )
 
 
+def count_members(apps, schema_editor) -> None:
+    from liveroom.rooms import triggers
+
+    triggers.install(schema_editor.connection)
+    schema_editor.execute(
+        "UPDATE liveroom_room SET member_count = "
+        "(SELECT COUNT(*) FROM liveroom_member WHERE liveroom_member.room_id = liveroom_room.id)"
+    )
+
+
 def drop_trigram_index(apps, schema_editor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(f"DROP INDEX IF EXISTS {TRIGRAM_INDEX}")
@@ -40,6 +51,12 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name="room",
+            name="member_count",
+            field=models.PositiveIntegerField(db_default=0, default=0, verbose_name="members"),
+        ),
+        migrations.RunPython(count_members, migrations.RunPython.noop),
         migrations.AddIndex(
             model_name="member",
             index=models.Index(fields=["room", "joined_at", "id"], name="member_room_joined"),

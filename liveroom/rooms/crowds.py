@@ -11,10 +11,9 @@ so a page load, a snapshot or a change costs the same in a room of 300 as in one
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, Subquery
 from django.utils.translation import ngettext
 
-from liveroom.rooms.models import Member
+from liveroom.rooms.models import Member, Room
 
 SEARCH_RESULTS = 20  # members a search shows; past them it asks for more of the name
 SEARCH_MAX_LENGTH = Member.NAME_MAX_LENGTH
@@ -39,30 +38,29 @@ class Listed:
         return is_crowded(self.count)
 
 
-def listed(room_slug: str) -> Listed:
+def listed(room_id: int) -> Listed:
     """What pages of the room list now, with the room's version and member count, read in one
-    statement: exactly the state at that version."""
+    statement: exactly the state at that version. By the room's id: the planner then walks the
+    index from its newest end."""
     most = settings.LIVEROOM_FULL_LIST_MAX + 1
-    count = Subquery(
-        Member.objects.filter(room__slug=room_slug)  # uncorrelated: counted once
-        .order_by()
-        .values("room_id")
-        .annotate(count=Count("pk"))
-        .values("count")[:1]
-    )
     rows = list(
-        Member.objects.filter(room__slug=room_slug)
+        Member.objects.filter(room_id=room_id)
         .order_by("-joined_at", "-id")
-        .annotate(count=count)
-        .values_list("room_id", "room__version", "count", "id", *Member.SHOWN_FIELDS)[:most]
+        .values_list("room__version", "room__member_count", "id", *Member.SHOWN_FIELDS)[:most]
     )
     if not rows:
-        return Listed(0, 0, 0, [])
-    room_id, version, total = rows[0][:3]
-    shown = [row[3:] for row in rows]
+        return Listed(room_id, room_version(room_id), 0, [])
+    version, total = rows[0][:2]
+    shown = [row[2:] for row in rows]
     if is_crowded(total):
         shown = shown[: settings.LIVEROOM_RECENT_ARRIVALS]
     return Listed(room_id, version, total, shown[::-1])
+
+
+def room_version(room_id: int) -> int:
+    """The room's version now (-1 if it is gone)."""
+    version = Room.objects.filter(pk=room_id).values_list("version", flat=True).first()
+    return -1 if version is None else version
 
 
 def listed_members(room_id: int, count: int, change: str) -> list[Member] | None:
@@ -81,7 +79,8 @@ def listed_members(room_id: int, count: int, change: str) -> list[Member] | None
 def recent_ids(room_slug: str) -> list[int]:
     """The ids of every member a page of the room may list (a bounded read: the most recent
     LIVEROOM_FULL_LIST_MAX + 1), for presence swaps sent to pages that missed some."""
-    members = Member.objects.filter(room__slug=room_slug).order_by("-joined_at", "-id")
+    room_id = Room.objects.filter(slug=room_slug).values_list("pk", flat=True).first()
+    members = Member.objects.filter(room_id=room_id).order_by("-joined_at", "-id")
     return list(members.values_list("id", flat=True)[: settings.LIVEROOM_FULL_LIST_MAX + 1])
 
 
@@ -96,7 +95,7 @@ class Found:
     error: str = ""
 
 
-def search(room_slug: str, query: str) -> Found:
+def search(room_id: int, query: str) -> Found:
     """Members of the room whose names contain `query` (any case). On PostgreSQL a trigram
     index answers (migration 0006); elsewhere the room's members are scanned."""
     query = query.strip()
@@ -109,7 +108,7 @@ def search(room_slug: str, query: str) -> Found:
         return Found(query, [], error=error)
     if not query:
         return Found(query, [])
-    matches = Member.objects.filter(room__slug=room_slug, name__icontains=query)
+    matches = Member.objects.filter(room_id=room_id, name__icontains=query)
     members = list(matches.order_by("joined_at", "id")[: SEARCH_RESULTS + 1])
     more = len(members) > SEARCH_RESULTS
     members = sorted(members[:SEARCH_RESULTS], key=lambda each: (each.name.casefold(), each.pk))

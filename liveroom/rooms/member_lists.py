@@ -16,9 +16,9 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
 from liveroom.presence import RoomPresence
-from liveroom.rooms.crowds import is_crowded, listed
+from liveroom.rooms.crowds import is_crowded, listed, room_version
 from liveroom.rooms.fragments import ROOM_TEMPLATE, render_entries
-from liveroom.rooms.models import Member, Room
+from liveroom.rooms.models import Member
 
 
 @dataclass
@@ -89,12 +89,12 @@ class MemberLists:
             cached = self.lists.get(key)
             # The room id tells a room deleted and started again from the one that was cached.
             if cached is None or cached.room_id != room_id:
-                cached = self.lists[key] = render_member_list(room_slug)
+                cached = self.lists[key] = render_member_list(room_id)
             elif cached.version < version or (
                 # Read before a newer list was cached, or the database went back (a restore)?
                 cached.version > version and room_version(room_id) < cached.version
             ):  # entries of members unchanged since are reused
-                cached = self.lists[key] = render_member_list(room_slug, cached)
+                cached = self.lists[key] = render_member_list(room_id, cached)
             self.lists.move_to_end(key)
             while len(self.lists) > self.max_rooms:
                 self.lists.popitem(last=False)
@@ -122,14 +122,14 @@ class MemberLists:
 member_lists = MemberLists()  # the process's
 
 
-def render_member_list(room_slug: str, previous: MemberList | None = None) -> MemberList:
+def render_member_list(room_id: int, previous: MemberList | None = None) -> MemberList:
     """The room's list now; an entry of `previous` (the same room at an earlier version) is
     reused while what its member shows is the same, so a join renders one entry, not the
     room."""
     fields = Member.SHOWN_FIELDS
     # One statement reads the members and the room version together, so the list is exactly
     # the state at that version: later changes are newer, earlier ones are included.
-    now = listed(room_slug)
+    now = listed(room_id)
     entries: dict[int, tuple[str, str]] = {}
     shown: dict[int, tuple] = {}
     for member_id, *values in now.rows:
@@ -140,9 +140,3 @@ def render_member_list(room_slug: str, previous: MemberList | None = None) -> Me
             member = Member(pk=member_id, **dict(zip(fields, values, strict=True)))
             entries[member_id] = render_entries(member)
     return MemberList(now.room_id, now.version, now.count, entries, shown)
-
-
-def room_version(room_id: int) -> int:
-    """The room's version now (-1 if it is gone)."""
-    version = Room.objects.filter(pk=room_id).values_list("version", flat=True).first()
-    return -1 if version is None else version

@@ -14,7 +14,6 @@ moderators (the admin) call `member_rename`, `member_remove` and `room_close`.
 from functools import partial
 
 from django.db import transaction
-from django.db.models import Count
 
 from liveroom.rooms.crowds import listed_members
 from liveroom.rooms.models import Member, Room
@@ -131,10 +130,7 @@ def _announce(room: Room, member: Member, change: str, before: dict | None = Non
     what the changed shown fields were `before` an update, and, when pages are sent the list
     whole, the members `listed` after it: crowds.py)."""
     room.version, count = (
-        Room.objects.filter(pk=room.pk)
-        .annotate(count=Count("members"))
-        .values_list("version", "count")
-        .get()
+        Room.objects.filter(pk=room.pk).values_list("version", "member_count").get()
     )
     listed = listed_members(room.pk, count, change)  # read under the room's lock: exact
     transaction.on_commit(

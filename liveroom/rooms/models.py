@@ -11,12 +11,8 @@ RESERVED_SLUGS = frozenset({"join", "leave", "hand", "live"})
 
 class RoomQuerySet(models.QuerySet):
     def with_members(self) -> "RoomQuerySet":
-        """Rooms that have members, busiest first, each with its `member_count`."""
-        return (
-            self.annotate(member_count=models.Count("members"))
-            .filter(member_count__gt=0)
-            .order_by("-member_count", "slug")
-        )
+        """Rooms that have members, busiest first."""
+        return self.filter(member_count__gt=0).order_by("-member_count", "slug")
 
 
 class Room(models.Model):
@@ -32,6 +28,8 @@ class Room(models.Model):
     # When a member last joined, was renamed or left: an empty room goes after
     # LIVEROOM_EMPTY_ROOM_SECONDS (liveroom/rooms/cleanup.py).
     changed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # How many members it has, kept by the same triggers as `version` (migration 0006).
+    member_count = models.PositiveIntegerField("members", default=0, db_default=0)
 
     objects = RoomQuerySet.as_manager()
 

@@ -1,6 +1,7 @@
 """The database keeps the rule every page relies on: any insert or delete of a member, and any
 change of a field pages show (Member.SHOWN_FIELDS) or of its room, bumps the room's `version` (and
-`changed_at`) in the writer's own transaction, whoever the writer is (docs/architecture.md).
+`changed_at`) in the writer's own transaction, whoever the writer is (docs/architecture.md). The
+same triggers keep the room's `member_count`, so nothing counts a crowd's rows to know its size.
 
 The triggers are installed after every `migrate` (a `post_migrate` receiver, liveroom/apps.py),
 from SHOWN_FIELDS as they are then: a field added to them is covered at the next migrate, and
@@ -15,7 +16,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from liveroom.rooms.models import Member
 
 SQLITE_BUMP = """UPDATE liveroom_room
-    SET version = version + 1, changed_at = strftime('%Y-%m-%d %H:%M:%f', 'now')
+    SET version = version + 1, changed_at = strftime('%Y-%m-%d %H:%M:%f', 'now'),
+        member_count = member_count + ({delta})
     WHERE id = {row}.room_id"""
 
 
@@ -30,14 +32,14 @@ def statements(vendor: str, shown: Iterable[str]) -> list[str]:
             "DROP TRIGGER IF EXISTS liveroom_member_delete_bumps_room",
             "DROP TRIGGER IF EXISTS liveroom_member_update_bumps_room",
             f"""CREATE TRIGGER liveroom_member_insert_bumps_room AFTER INSERT ON liveroom_member
-            BEGIN {SQLITE_BUMP.format(row="NEW")}; END""",
+            BEGIN {SQLITE_BUMP.format(row="NEW", delta="1")}; END""",
             f"""CREATE TRIGGER liveroom_member_delete_bumps_room AFTER DELETE ON liveroom_member
-            BEGIN {SQLITE_BUMP.format(row="OLD")}; END""",
+            BEGIN {SQLITE_BUMP.format(row="OLD", delta="-1")}; END""",
             f"""CREATE TRIGGER liveroom_member_update_bumps_room AFTER UPDATE OF {of}
             ON liveroom_member WHEN {changed}
             BEGIN
-                {SQLITE_BUMP.format(row="NEW")};
-                {SQLITE_BUMP.format(row="OLD")} AND OLD.room_id IS NOT NEW.room_id;
+                {SQLITE_BUMP.format(row="NEW", delta="OLD.room_id IS NOT NEW.room_id")};
+                {SQLITE_BUMP.format(row="OLD", delta="-1")} AND OLD.room_id IS NOT NEW.room_id;
             END""",
         ]
     if vendor == "postgresql":
@@ -47,11 +49,14 @@ def statements(vendor: str, shown: Iterable[str]) -> list[str]:
             LANGUAGE plpgsql AS $$
             BEGIN
                 IF TG_OP <> 'DELETE' THEN
-                    UPDATE liveroom_room SET version = version + 1, changed_at = now()
+                    UPDATE liveroom_room SET version = version + 1, changed_at = now(),
+                        member_count = member_count + CASE WHEN TG_OP = 'INSERT'
+                            OR OLD.room_id IS DISTINCT FROM NEW.room_id THEN 1 ELSE 0 END
                     WHERE id = NEW.room_id;
                 END IF;
                 IF TG_OP = 'DELETE' OR OLD.room_id IS DISTINCT FROM NEW.room_id THEN
-                    UPDATE liveroom_room SET version = version + 1, changed_at = now()
+                    UPDATE liveroom_room SET version = version + 1, changed_at = now(),
+                        member_count = member_count - 1
                     WHERE id = OLD.room_id;
                 END IF;
                 RETURN NULL;

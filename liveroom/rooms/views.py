@@ -49,7 +49,7 @@ def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
         return redirect(room.join_url)
     room = me.room
     presence = room_presence(room.slug)
-    found = search(room.slug, request.GET.get("q", ""))
+    found = search(room.pk, request.GET.get("q", ""))
     context = {"room": room, "me": me, "found": found, "search_max_length": SEARCH_MAX_LENGTH}
     context |= presence_context(presence)
     if request.htmx:  # a search as one types: its answer alone
