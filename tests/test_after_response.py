@@ -62,6 +62,31 @@ async def test_a_requests_sends_run_once_its_response_is_out() -> None:
 
 
 @pytest.mark.asyncio
+async def test_sends_start_when_the_last_body_part_is_out_not_when_the_handler_returns() -> None:
+    # Django's handler closes the response after sending it, in the thread every sync view runs
+    # in: behind other requests' views. The sends do not wait for that.
+    events: list[str] = []
+    closed = asyncio.Event()
+
+    async def app(scope, receive, send) -> None:
+        send_after_response(record, events, "sent")
+        await send({"type": "http.response.start", "status": 302, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        await asyncio.sleep(0.05)
+        assert "sent" not in events  # not after a part that is not the last
+        await send({"type": "http.response.body", "body": b""})
+        await until(lambda: "sent" in events, within=5)
+        closed.set()
+
+    async def send(message: dict) -> None:
+        events.append(message["type"])
+
+    await sending_after_response(app)({"type": "http"}, None, send)
+    assert closed.is_set()
+    assert events.count("sent") == 1  # once, not again as the handler returns
+
+
+@pytest.mark.asyncio
 async def test_a_slow_send_holds_up_no_other_send_of_the_same_request() -> None:
     """A change's publish and the room list's refresh go out side by side, each with its own
     timeout: a slow one does not delay or use up the other's."""

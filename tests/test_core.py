@@ -81,6 +81,18 @@ def test_an_early_change_is_held_until_the_one_before_it_comes() -> None:
     assert (state.version, state.next_held(), state.gap_open()) == (8, None, False)
 
 
+def test_one_check_at_a_time_watches_the_gap_however_many_changes_wait() -> None:
+    # A burst holds a change in each window while one is late: one check is due, not one each.
+    state = shown_page(version=5)
+    assert state.triage(change(7)) is HOLD
+    assert state.watch_gap()
+    assert state.triage(change(8)) is HOLD
+    assert not state.watch_gap()  # the check that is due covers it
+    assert state.gap_open()  # the check: 6 has still not come (a snapshot heals it)
+    assert state.triage(change(9)) is HOLD
+    assert state.watch_gap()  # past that check, the next is scheduled
+
+
 def test_a_snapshot_closes_the_gap_it_covers() -> None:
     state = shown_page(version=5)
     state.triage(change(7))

@@ -40,15 +40,30 @@ def sending_after_response(app):
 
     async def application(scope, receive, send) -> None:
         pending: list[Send] = []
-        token = _pending.set(pending)  # the view's thread gets a copy of this context
-        try:
-            await app(scope, receive, send)
-        finally:
-            _pending.reset(token)
-            if pending:
-                task = asyncio.get_running_loop().create_task(_run(pending))
+        started = 0  # how many of `pending` are running
+
+        def start() -> None:
+            nonlocal started
+            if len(pending) > started:
+                task = asyncio.get_running_loop().create_task(_run(pending[started:]))
                 _running.add(task)  # the loop keeps only weak references to tasks
                 task.add_done_callback(_running.discard)
+                started = len(pending)
+
+        async def send_then_start(message: dict) -> None:
+            await send(message)
+            # The response is out with its last body part: Django's handler still closes it
+            # (in the thread every sync view runs in, behind the views of other requests), but
+            # what the view changed goes out now, in the order the views ran.
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                start()
+
+        token = _pending.set(pending)  # the view's thread gets a copy of this context
+        try:
+            await app(scope, receive, send_then_start)
+        finally:
+            _pending.reset(token)
+            start()  # what is left: a request that failed or went, or a send queued late
 
     return application
 

@@ -209,7 +209,7 @@ class Delivery:
             shown.append(message)
             while (held := page.next_held()) is not None:
                 self.take(page, held, shown, handled)
-        elif decision is HOLD:
+        elif decision is HOLD and page.state.watch_gap():
             self.core.loop.call_later(GAP_SECONDS, self.check_gap, page)
         elif decision is HANDLE:
             handled.setdefault(id(message), (message, []))[1].append(page)
@@ -232,7 +232,7 @@ class Delivery:
             page.socket.send(text_frame(html_of(message, page.language)))
             if decision is RELEASE and (held := page.next_held()) is not None:
                 self.deliver_to(page, held)
-        elif decision is HOLD:
+        elif decision is HOLD and page.state.watch_gap():
             self.core.loop.call_later(GAP_SECONDS, self.check_gap, page)
         elif decision is HANDLE:
             handled.append(page)

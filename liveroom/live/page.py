@@ -44,6 +44,7 @@ class PageState:
         # Room messages that arrive before the first list is sent wait here, then go in order.
         self.waiting: list[Message] | None = []
         self.held: dict[int, Message] = {}  # changes that came early, by version
+        self.gap_due = False  # a check of whether the held changes' gap closed is scheduled
         # Paused by its person: sent nothing but the end of its membership or of the room,
         # until resumed (then one snapshot).
         self.paused = False
@@ -79,8 +80,18 @@ class PageState:
         """The held change that is next now, if any (triage it like a new one)."""
         return self.held.pop(self.version + 1, None)
 
+    def watch_gap(self) -> bool:
+        """Whether to schedule a check of the gap a change was just held for: not while one is
+        due (a burst holds many changes; one check, and at most one snapshot, heals them)."""
+        if self.gap_due:
+            return False
+        self.gap_due = True
+        return True
+
     def gap_open(self) -> bool:
-        """Whether a held change still waits for one that has not come."""
+        """Whether a held change still waits for one that has not come (the check that was
+        due)."""
+        self.gap_due = False
         self.held = {held: message for held, message in self.held.items() if held > self.version}
         return bool(self.held)
 
