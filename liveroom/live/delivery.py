@@ -45,8 +45,10 @@ logger = logging.getLogger(__name__)
 
 PASS_SECONDS = 0.0003  # of sending before a delivery pass yields to the event loop
 # A room's pages get at most one frame of its messages in each window: a message in a quiet room
-# goes at once; those that come while one is going out are gathered, and go out together.
-WINDOW_SECONDS = 0.1
+# goes at once; those that come while one is going out are gathered, and go out together. Eight
+# a second, so that with a spoken announcement (at most one a second) and a heartbeat a page
+# gets at most ten frames in any second.
+WINDOW_SECONDS = 0.125
 
 
 @dataclass
