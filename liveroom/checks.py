@@ -26,7 +26,8 @@ PIECE_FILES = {
     "member-updated": "liveroom/room/member.html",
     "member-left": "liveroom/room/member.html",
     "snapshot-you": "liveroom/room/member.html, count.html, my_name.html, hand_form.html, ...",
-    "rendered-members": "liveroom/room/members.html",
+    "rendered-members": "liveroom/room/members.html, members_hint.html",
+    "members-listed": "liveroom/room/members.html, members_hint.html, count.html",
     "presence-changed": "liveroom/room/presence.html, online_count.html",
     "connection": "liveroom/room/connection.html",
     "notice": "liveroom/room/notice.html",
@@ -88,6 +89,8 @@ def pushed_pieces(data: dict) -> dict[str, str]:
     pieces["snapshot-you"] = render("snapshot-you", common | {"me": data["me"]})
     entries = {"members_html": mark_safe(data["entries"])}  # rendered from the template
     pieces["rendered-members"] = render("rendered-members", common | entries)
+    crowded = {"count": 300, "crowded": True, "listed": 2}  # a crowded room's recent arrivals
+    pieces["members-listed"] = render("members-listed", common | entries | crowded)
     if data["presence"]:
         pieces["presence-changed"] = render(
             "presence-changed", common | {"members": [data["other"]]}

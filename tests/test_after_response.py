@@ -63,8 +63,8 @@ async def test_a_requests_sends_run_once_its_response_is_out() -> None:
 
 @pytest.mark.asyncio
 async def test_sends_start_when_the_last_body_part_is_out_not_when_the_handler_returns() -> None:
-    # Django's handler closes the response after sending it, in the thread every sync view runs
-    # in: behind other requests' views. The sends do not wait for that.
+    # Django's handler closes the response after sending it, in the request's thread, which
+    # under a burst waits its turn among many. The sends do not wait for that.
     events: list[str] = []
     closed = asyncio.Event()
 

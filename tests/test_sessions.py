@@ -4,6 +4,7 @@ starts."""
 import math
 
 import pytest
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS
 from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
@@ -54,6 +55,12 @@ def test_a_session_started_again_after_a_flush_gets_a_new_row() -> None:
     assert set(Session.objects.values_list("session_key", flat=True)) == {store.session_key}
 
 
+def test_new_keys_are_32_of_djangos_key_characters_and_differ() -> None:
+    keys = {sessions.new_session_key() for _ in range(100)}
+    assert len(keys) == 100
+    assert all(len(key) == 32 and set(key) <= set(VALID_KEY_CHARS) for key in keys)
+
+
 def test_a_new_key_that_is_taken_is_drawn_again_and_the_other_session_kept(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -61,7 +68,7 @@ def test_a_new_key_that_is_taken_is_drawn_again_and_the_other_session_kept(
     taken["owner"] = "someone else"
     taken.save()
     keys = iter([taken.session_key, "a" * 32])
-    monkeypatch.setattr(sessions, "get_random_string", lambda length, chars: next(keys))
+    monkeypatch.setattr(sessions, "new_session_key", lambda: next(keys))
 
     store = SessionStore()
     store.create()

@@ -3,18 +3,20 @@
 A visitor's session starts when they join (the page's socket finds their membership by its key).
 Django's database store first asks whether a new random key is taken, then inserts it, and at
 the end of that same request writes the unchanged data again. This store inserts at once (32
-random characters, 165 bits: an existing key is a failed insert, and create() draws another)
-and skips a save that would write what create() has just written.
+random characters, 160 bits, drawn in one read of the system's randomness rather than one a
+character: an existing key is a failed insert, and create() draws another) and skips a save
+that would write what create() has just written.
 """
 
+import base64
+import secrets
 from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.backends import db
-from django.contrib.sessions.backends.base import VALID_KEY_CHARS, SessionBase
+from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.models import Session
 from django.utils import timezone
-from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
 
 
@@ -43,12 +45,17 @@ def live_sessions(session_keys: set[str]) -> set[str]:
     return live
 
 
+def new_session_key() -> str:
+    """20 random bytes in base 32: 32 of Django's VALID_KEY_CHARS (lowercase letters, digits)."""
+    return base64.b32encode(secrets.token_bytes(20)).decode().lower()
+
+
 class SessionStore(db.SessionStore):
     # The key and data create() inserted, while nothing else has been saved.
     _as_created: tuple[str, dict[str, Any]] | None = None
 
     def _get_new_session_key(self) -> str:
-        return get_random_string(32, VALID_KEY_CHARS)
+        return new_session_key()
 
     def create(self) -> None:
         super().create()
