@@ -130,6 +130,38 @@ def test_axe_finds_nothing_on_the_error_pages(
     assert found == {}, "\n".join(f"{where}:\n{report}" for where, report in found.items())
 
 
+@pytest.mark.parametrize("language", ["en", "de", "ar"])
+def test_axe_finds_nothing_on_a_crowded_room_and_its_search(
+    browser: Browser, start_server, server_env, language: str
+) -> None:
+    crowd = {
+        "LIVEROOM_FULL_LIST_MAX": "3",
+        "LIVEROOM_RECENT_ARRIVALS": "2",
+        "LIVEROOM_PRESENCE": "1",
+    }
+    server = start_server(env=server_env | crowd)
+    for name in ("Bob", "Carol", "Dave"):
+        Visitor().join(server, name)
+    found: dict[str, str] = {}
+    for screen, options in SCREENS.items():
+        context = open_context(browser, language, **options)
+        page = context.new_page()
+        join_as(page, server, "Alice")
+        expect(page.locator("#members-hint")).not_to_be_empty()
+        found |= axe_violations(page, f"crowded room ({screen})")
+        page.locator("#member-search").press_sequentially("o")
+        expect(page.locator("#search-results .member__name").first).to_be_visible()
+        found |= axe_violations(page, f"crowded room, searched ({screen})")
+        page.goto(f"{server.url}/room/?q={'x' * 41}")  # longer than any name: refused
+        expect(page.locator("#search-results .form-error")).to_be_visible()
+        found |= axe_violations(page, f"crowded room, search refused ({screen})")
+        page.goto(f"{server.url}/room/")
+        with page.expect_navigation():
+            page.locator(".button--leave").click()
+        context.close()
+    assert found == {}, "\n".join(f"{where}:\n{report}" for where, report in found.items())
+
+
 def serve(page: Page, url: str, status: int, html: str) -> None:
     page.route(url, lambda route: route.fulfill(status=status, body=html, content_type="text/html"))
 

@@ -311,3 +311,48 @@ def test_a_tab_told_it_left_can_join_again_from_the_notice(
     expect(other_tab).to_have_url(f"{server.url}/room/")
     expect(alice.members()).to_have_text(["Alice", "Bobby"])
     close_without_errors(alice, bob)
+
+
+@pytest.fixture
+def crowded_server(start_server, server_env) -> Daphne:
+    """A crowd of four: above three members a page lists the two most recent arrivals."""
+    crowd = {"LIVEROOM_FULL_LIST_MAX": "3", "LIVEROOM_RECENT_ARRIVALS": "2"}
+    return start_server(env=server_env | crowd)
+
+
+def test_a_crowded_room_lists_the_recent_arrivals_and_finds_anyone_as_one_types(
+    browser: Browser, crowded_server: Daphne
+) -> None:
+    for name in ("Bob", "Carol", "Dave"):
+        Visitor().join(crowded_server, name)
+    alice = Person(browser, crowded_server)
+    alice.join("Alice")
+    expect(alice.members()).to_have_text(["Dave", "Alice"])
+    expect(alice.page.locator("#member-count")).to_have_text("4 people here")
+    expect(alice.page.locator("#members-hint")).to_contain_text("2 most recent arrivals")
+
+    alice.page.get_by_label("Find someone by name").press_sequentially("bo")
+    expect(alice.page.locator("#search-results .member__name")).to_have_text(["Bob"])  # typed
+    expect(alice.page).to_have_url(f"{crowded_server.url}/room/")  # no page load
+    alice.page.get_by_label("Find someone by name").fill("zed")
+    expect(alice.page.locator("#search-results")).to_have_text("Nobody here has zed in their name.")
+
+    Visitor().join(crowded_server, "Erin")  # the page is still live: the window moves
+    expect(alice.members()).to_have_text(["Alice", "Erin"])
+    expect(alice.page.locator("#member-count")).to_have_text("5 people here")
+    assert alice.errors == []
+    alice.close()
+
+
+def test_the_search_works_with_javascript_off(browser: Browser, crowded_server: Daphne) -> None:
+    for name in ("Bob", "Carol", "Dave"):
+        Visitor().join(crowded_server, name)
+    alice = Person(browser, crowded_server, java_script_enabled=False)
+    alice.page.goto(f"{crowded_server.url}/room/join/")
+    alice.page.get_by_label("Your name").fill("Alice")
+    alice.page.get_by_role("button", name="Join").click()
+    alice.page.get_by_label("Find someone by name").fill("carol")
+    alice.page.get_by_role("button", name="Search").click()
+    expect(alice.page).to_have_url(f"{crowded_server.url}/room/?q=carol")
+    expect(alice.page.locator("#search-results .member__name")).to_have_text(["Carol"])
+    alice.close()

@@ -118,6 +118,7 @@ async def test_a_join_in_a_crowded_room_moves_the_window_on_every_page(room_page
     await alice.until(lambda page: page.members() == ["Alice", "Erin"])
     assert alice.text("#member-count") == "5 people here"
     assert alice.text("#announcement") == "Erin joined"
+    assert 'id="members"' not in alice.messages[-1]  # the change, not the list again
     assert alice.errors == []
 
 
@@ -131,6 +132,17 @@ async def test_a_leave_from_the_window_brings_back_the_arrival_before(room_page)
     await alice.until(lambda page: page.members() == ["Dave", "Alice"])
     assert alice.text("#member-count") == "4 people here"
     assert alice.errors == []
+
+
+@pytest.mark.asyncio
+async def test_a_leave_of_someone_not_listed_changes_only_the_count(room_page) -> None:
+    clients = await sync_to_async(members_join)("Bob", "Carol", "Dave", "Erin")
+    alice = await room_page("Alice", room="big")
+    bob = clients[0]
+    await sync_to_async(bob.post)(room_url("big", "leave"))
+    await alice.until(lambda page: page.text("#member-count") == "4 people here")
+    assert alice.members() == ["Erin", "Alice"]
+    assert alice.errors == []  # nothing was sent to delete: Bob was not listed
 
 
 @pytest.mark.asyncio

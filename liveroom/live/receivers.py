@@ -9,6 +9,7 @@ from liveroom.live.core import live_core
 from liveroom.live.messages import CHANGE_EVENT, CLOSED_EVENT, RoomChange, RoomClosed, room_group
 from liveroom.presence import room_presence
 from liveroom.rooms import fragments
+from liveroom.rooms.crowds import WindowMove
 from liveroom.rooms.models import Member, Room
 
 
@@ -21,15 +22,19 @@ def on_room_changed(
     change: str,
     count: int,
     before: dict,
-    listed: list[Member] | None = None,
+    window: WindowMove | None = None,
     **kwargs: object,
 ) -> None:
-    # An updated entry shows whether its member is online; a new one has no page open yet.
-    # A list sent whole shows each of its members'.
-    online_now = room_presence(room.slug).online if change == "updated" or listed else frozenset()
+    window = window or WindowMove()
+    # An updated entry shows whether its member is online; a new one has no page open yet. A
+    # list sent whole, or a member back in the window, shows each of its members'.
+    shows_others = window.listed is not None or window.entering is not None
+    online_now = (
+        room_presence(room.slug).online if change == "updated" or shows_others else frozenset()
+    )
     data = fragments.change_data(
         member=member, change=change, count=count, before=before,
-        online=member.pk in online_now, listed=listed, listed_online=online_now,
+        online=member.pk in online_now, window=window, online_now=online_now,
     )  # fmt: skip
     group = room_group(room.slug)
     message: RoomChange = {

@@ -63,17 +63,41 @@ def room_version(room_id: int) -> int:
     return -1 if version is None else version
 
 
-def listed_members(room_id: int, count: int, change: str) -> list[Member] | None:
-    """For a change that leaves the room with `count` members, read in its transaction (the
-    room locked): the members every page lists after it, when pages must be sent the list
-    whole (a join or leave in a crowded room moves its window; a leave that ends the crowd
-    brings back everyone); None when pages apply the change to what they show."""
-    ended = change in ("left", "removed") and count == settings.LIVEROOM_FULL_LIST_MAX
-    if change == "updated" or not (is_crowded(count) or ended):
-        return None
-    size = settings.LIVEROOM_FULL_LIST_MAX if ended else settings.LIVEROOM_RECENT_ARRIVALS
-    members = Member.objects.filter(room_id=room_id).order_by("-joined_at", "-id")
-    return list(members.only("id", *Member.SHOWN_FIELDS)[:size])[::-1]
+@dataclass(frozen=True)
+class WindowMove:
+    """What a membership change does to the list every page shows, besides the member's own
+    entry: in a crowded room a join pushes the oldest arrival out of the window, and a leave
+    from it brings back the one before; when a crowd starts or ends, pages are sent the list
+    whole."""
+
+    listed: list[Member] | None = None  # the list whole, in the order they joined
+    dropped: int | None = None  # the member a join pushed out of the window
+    entering: Member | None = None  # the member a leave brought back, at the window's top
+    unlisted: bool = False  # the member who joined or left is not in the window
+
+
+def window_move(room_id: int, count: int, change: str, member: Member) -> WindowMove:
+    """What `change` of `member` (leaving the room with `count` members) does to the list, read
+    in its transaction, the room locked: exactly the room at the change's version."""
+    full, recent = settings.LIVEROOM_FULL_LIST_MAX, settings.LIVEROOM_RECENT_ARRIVALS
+    left = change in ("left", "removed")
+    newest = Member.objects.filter(room_id=room_id).order_by("-joined_at", "-id")
+    if (change == "joined" and count == full + 1) or (left and count == full):
+        shown = newest.only("id", "joined_at", *Member.SHOWN_FIELDS)
+        return WindowMove(listed=list(shown[: recent if count > full else full])[::-1])
+    if change == "updated" or not is_crowded(count):
+        return WindowMove()
+    if change == "joined":
+        ids = list(newest.values_list("id", flat=True)[: recent + 1])
+        if member.pk not in ids[:recent]:  # joined "earlier" than the window (a clock behind)
+            return WindowMove(unlisted=True)
+        return WindowMove(dropped=ids[recent] if len(ids) > recent else None)
+    # A leave: the window now starts at the room's `recent`-th newest member. Was the member
+    # who left newer than that one, it was listed, and that one has come back into the window.
+    oldest = newest.only("id", "joined_at", *Member.SHOWN_FIELDS)[recent - 1 : recent].first()
+    if oldest is not None and (member.joined_at, member.pk) > (oldest.joined_at, oldest.pk):
+        return WindowMove(entering=oldest)
+    return WindowMove(unlisted=True)
 
 
 def recent_ids(room_slug: str) -> list[int]:

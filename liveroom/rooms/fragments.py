@@ -15,7 +15,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext
 
 from liveroom.presence import PresenceChange, RoomPresence, room_presence
-from liveroom.rooms.crowds import is_crowded, recent_ids
+from liveroom.rooms.crowds import WindowMove, is_crowded, recent_ids
 from liveroom.rooms.listing import rooms_page
 from liveroom.rooms.models import Member, Room
 from liveroom.rooms.shown import announcement, joined, said
@@ -50,10 +50,16 @@ class ChangeData(TypedDict):
     before: dict  # the changed shown fields before an update
     count: int  # members after the change
     online: bool  # whether the member has a page open (an updated entry shows it)
-    # When pages are sent the list whole (crowds.listed_members): each member listed after the
-    # change, as `member` is, and which of them are online; else None and [].
+    # What the change does to the list besides the member's own entry (crowds.WindowMove): the
+    # list whole (each member as `member` is) and which of them are online; the member a join
+    # pushed out of a crowded room's window; the one a leave brought back, and whether online;
+    # whether the member is not in the window at all.
     listed: list[dict] | None
     listed_online: list[int]
+    dropped: int | None
+    entering: dict | None
+    entering_online: bool
+    unlisted: bool
 
 
 def change_data(
@@ -63,14 +69,19 @@ def change_data(
     count: int,
     before: dict,
     online: bool,
-    listed: list[Member] | None = None,
-    listed_online: frozenset[int] = frozenset(),
+    window: WindowMove | None = None,
+    online_now: frozenset[int] = frozenset(),
 ) -> ChangeData:
-    online_listed = [each.pk for each in listed or () if each.pk in listed_online]
+    window = window or WindowMove()
+    listed, entering = window.listed, window.entering
     return {"change": change, "member": shown_of(member), "before": before, "count": count,
             "online": online,
             "listed": None if listed is None else [shown_of(each) for each in listed],
-            "listed_online": online_listed}  # fmt: skip
+            "listed_online": [each.pk for each in listed or () if each.pk in online_now],
+            "dropped": window.dropped,
+            "entering": None if entering is None else shown_of(entering),
+            "entering_online": entering is not None and entering.pk in online_now,
+            "unlisted": window.unlisted}  # fmt: skip
 
 
 def shown_of(member: Member) -> dict:
@@ -89,10 +100,23 @@ def render_change(data: ChangeData) -> str:
     if data.get("listed") is not None:
         return render_listed(data)
     member = member_of(data["member"])
-    context = {"member": member, "count": data["count"], "oob": True}
-    # A new member has no page open yet; an updated one keeps their state.
-    online = frozenset({member.pk}) if data["online"] else frozenset()
-    context |= presence_context(RoomPresence(0, online) if data["change"] == "updated" else None)
+    entering = data.get("entering")
+    dropped = data.get("dropped")
+    context = {
+        "member": member,
+        "count": data["count"],
+        "oob": True,
+        "unlisted": data.get("unlisted", False),
+        "dropped": None if dropped is None else Member(pk=dropped, name=""),
+        "entering": None if entering is None else member_of(entering),
+    }
+    # A new member has no page open yet; an updated one keeps their state, and one back in a
+    # crowded room's window shows theirs.
+    online = {member.pk} if data["online"] else set()
+    if entering is not None and data.get("entering_online"):
+        online.add(entering["id"])
+    shows_presence = data["change"] == "updated" or entering is not None
+    context |= presence_context(RoomPresence(0, frozenset(online)) if shows_presence else None)
     return render_to_string(f"{ROOM_TEMPLATE}#{CHANGE_PARTIALS[data['change']]}", context).strip()
 
 

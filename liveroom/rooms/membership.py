@@ -15,7 +15,7 @@ from functools import partial
 
 from django.db import transaction
 
-from liveroom.rooms.crowds import listed_members
+from liveroom.rooms.crowds import window_move
 from liveroom.rooms.models import Member, Room
 from liveroom.rooms.signals import room_changed, room_closed
 
@@ -127,12 +127,12 @@ def _delete(room: Room, member: Member, change: str) -> None:
 
 def _announce(room: Room, member: Member, change: str, before: dict | None = None) -> None:
     """Announce `change` after commit, at the version the database gave the room for it (with
-    what the changed shown fields were `before` an update, and, when pages are sent the list
-    whole, the members `listed` after it: crowds.py)."""
+    what the changed shown fields were `before` an update, and what it does to the list pages
+    show: crowds.window_move)."""
     room.version, count = (
         Room.objects.filter(pk=room.pk).values_list("version", "member_count").get()
     )
-    listed = listed_members(room.pk, count, change)  # read under the room's lock: exact
+    window = window_move(room.pk, count, change, member)  # read under the room's lock: exact
     transaction.on_commit(
         partial(
             room_changed.send_robust,
@@ -143,7 +143,7 @@ def _announce(room: Room, member: Member, change: str, before: dict | None = Non
             change=change,
             count=count,
             before=before or {},
-            listed=listed,
+            window=window,
         ),
         robust=True,
     )

@@ -6,10 +6,10 @@ from django.dispatch import Signal
 #   room (Room), version (int, the room's version after the change), member (Member, as after
 #   the change), change ("joined", "updated": what it shows changed, "left", or "removed" by a
 #   moderator), count (members after the change), before (dict: what the changed shown fields were,
-#   for "updated"; empty otherwise), listed (list of Member, or None: when every page is to be
-#   sent the list whole, the members it lists after the change, in the order they joined: a
-#   crowded room's recent arrivals, or everyone in a room a leave took back under
-#   LIVEROOM_FULL_LIST_MAX; liveroom/rooms/crowds.py).
+#   for "updated"; empty otherwise), window (liveroom/rooms/crowds.WindowMove: what the change
+#   does to the list every page shows besides the member's own entry: in a crowded room, the
+#   arrival a join pushed out of the window or the one a leave brought back; the list whole
+#   when a crowd starts or ends).
 room_changed = Signal()
 
 # Sent once when a moderator closes a room (its members and its row are gone), after commit,
