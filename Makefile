@@ -40,13 +40,17 @@ test: $(VENV)/.dev chromium haproxy gettext
 test-services: $(VENV)/.dev chromium haproxy gettext
 	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The fan-out benchmark on PostgreSQL + Redis (slow: N up to 10,000); its results go to a dated
-# folder of docs/results/ (docs/performance.md).
+# The benchmarks of docs/performance.md on PostgreSQL + Redis (slow: about half an hour): fan-out
+# from 100 to 10,000 pages (two processes at 10,000), a room of 50,000 members, a burst of 2,000
+# joins, 1,000 arrivals against the bare reference. Results go to a dated folder of docs/results/.
 RESULTS := docs/results/$(shell date +%F)
 bench: $(VENV)/.dev
 	mkdir -p $(RESULTS)
-	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) \
-		$(BIN)/python -m bench.fanout --json $(RESULTS)/fanout.json
+	export DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL); \
+	$(BIN)/python -m bench.fanout --json $(RESULTS)/fanout.json && \
+	$(BIN)/python -m bench.crowd --json $(RESULTS)/crowd.json && \
+	$(BIN)/python -m bench.burst --json $(RESULTS)/burst.json && \
+	$(BIN)/python -m bench.arrival --json $(RESULTS)/arrival.json
 	$(BIN)/python -m bench.plot $(RESULTS)/fanout.json $(RESULTS)/fanout-latency.svg
 
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.

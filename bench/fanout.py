@@ -41,6 +41,9 @@ from websockets.asyncio.client import connect
 from harness.servers import Daphne, Visitor, empty_database, server_environment
 
 PROBE = re.compile(r"probe-(\d+)-(\d+)")
+# The probe's own entry deleted (a join in a crowded room deletes another's: the one it pushed
+# out of the window of recent arrivals).
+PROBE_LEFT = re.compile(r'hx-swap-oob="delete"><span class="member__name"[^>]*>probe-(\d+)-(\d+)<')
 
 
 @dataclass
@@ -127,9 +130,11 @@ class Page:
                     continue  # a presence change, not a membership change
                 self.bytes_after_snapshot += len(message)
                 self.resyncs += message.startswith('<ul id="members"')
+                left = {(int(m[1]), int(m[2])) for m in PROBE_LEFT.finditer(message)}
                 for match in PROBE.finditer(message):
                     if int(match[1]) == self.run:
-                        kind = "left" if 'hx-swap-oob="delete"' in message else "joined"
+                        event = (int(match[1]), int(match[2]))
+                        kind = "left" if event in left else "joined"
                         self.arrivals.setdefault((int(match[2]), kind), []).append(now)
                         break
         except websockets.ConnectionClosed:

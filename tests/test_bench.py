@@ -64,6 +64,19 @@ def test_the_burst_benchmark_sees_everyone_arrive_on_the_open_page(tmp_path: Pat
     assert "the open page got" in output
 
 
+@pytest.mark.services
+def test_the_crowd_benchmark_loads_a_seeded_room_and_finds_its_members(tmp_path: Path) -> None:
+    figures = tmp_path / "crowd.json"
+    output = run_bench(
+        "bench.crowd", "--members", "300", "--loads", "5", "--searches", "5",
+        "--json", str(figures),
+    )  # fmt: skip
+    result = json.loads(figures.read_text())["result"]
+    assert (result["members"], result["shows_count"], result["searches_found"]) == (301, True, 5)
+    assert 0 < result["page_kib"] < 64
+    assert "a room of 301" in output
+
+
 def test_the_request_cost_benchmark_times_each_request_of_an_arrival() -> None:
     output = run_bench("bench.request_cost", "--people", "3")
     steps = re.findall(r"^(\S+ \S+) +[0-9.]+ ms of CPU a request$", output, re.MULTILINE)
