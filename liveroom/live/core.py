@@ -68,7 +68,6 @@ class LiveCore:
         self.watch = Watch(self)
         self.announcements = Announcements(self.loop, self.ready_pages)
         self.delivery = Delivery(self)
-        self.failed_deliveries = 0
 
     @property
     def closed(self) -> bool:

@@ -12,6 +12,7 @@ page that fails is logged and counted, and the others still get the messages.
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -138,27 +139,21 @@ class Delivery:
         frames: dict[str, bytes] = {}  # by language, for every page that forwards it as is
         said: list[Message] | None = None  # what its frame says (decided once, when forwarded)
         handled: list[Page] = []
-        next_yield = time.perf_counter() + PASS_SECONDS
-        for page in pages:
-            try:
-                decision = page.triage(message)
-                if decision is FORWARD:  # nearly always: kept to the point
-                    frame = frames.get(page.language)
-                    if frame is None:
-                        if said is None:
-                            said = self.core.announcements.now(group, [message])
-                        frame = frames[page.language] = self.frame_of(
-                            [message], page.language, said
-                        )
-                    page.socket.send(frame)
-                else:
-                    self.act(page, message, decision, handled)
-            except Exception:
-                self.failed_deliveries += 1
-                logger.exception("Room messages were not delivered to one page")
-            if time.perf_counter() >= next_yield:
-                await asyncio.sleep(0)
-                next_yield = time.perf_counter() + PASS_SECONDS
+
+        def deliver(page: Page) -> None:
+            nonlocal said
+            decision = page.triage(message)
+            if decision is FORWARD:  # nearly always: kept to the point
+                frame = frames.get(page.language)
+                if frame is None:
+                    if said is None:
+                        said = self.core.announcements.now(group, [message])
+                    frame = frames[page.language] = self.frame_of([message], page.language, said)
+                page.socket.send(frame)
+            else:
+                self.act(page, message, decision, handled)
+
+        await self.paced(pages, deliver)
         if handled:
             self.handle(message, handled)
 
@@ -170,29 +165,37 @@ class Delivery:
         frames: dict[tuple[str, tuple[int, ...] | None], bytes] = {}  # language, what it shows
         said: list[Message] | None = None  # what the frames say (decided once, when shown)
         handled: dict[int, tuple[Message, list[Page]]] = {}  # by message
+
+        def deliver(page: Page) -> None:
+            nonlocal said
+            shown: list[Message] = []
+            every = all([self.take(page, message, shown, handled) for message in messages])
+            if shown:
+                key = None if every else tuple(map(id, shown))
+                frame = frames.get((page.language, key))
+                if frame is None:
+                    if said is None:
+                        said = self.core.announcements.now(group, messages)
+                    frame = frames[page.language, key] = self.frame_of(shown, page.language, said)
+                page.socket.send(frame)
+
+        await self.paced(pages, deliver)
+        for message, handled_pages in handled.values():
+            self.handle(message, handled_pages)
+
+    async def paced(self, pages: list[Page], deliver: Callable[[Page], None]) -> None:
+        """`deliver(page)` for each of `pages`, yielding to the event loop every PASS_SECONDS
+        of it; a page that fails is logged and counted, and the others still get theirs."""
         next_yield = time.perf_counter() + PASS_SECONDS
         for page in pages:
             try:
-                shown: list[Message] = []
-                every = all([self.take(page, message, shown, handled) for message in messages])
-                if shown:
-                    key = None if every else tuple(map(id, shown))
-                    frame = frames.get((page.language, key))
-                    if frame is None:
-                        if said is None:
-                            said = self.core.announcements.now(group, messages)
-                        frame = frames[page.language, key] = self.frame_of(
-                            shown, page.language, said
-                        )
-                    page.socket.send(frame)
+                deliver(page)
             except Exception:
                 self.failed_deliveries += 1
                 logger.exception("Room messages were not delivered to one page")
             if time.perf_counter() >= next_yield:
                 await asyncio.sleep(0)
                 next_yield = time.perf_counter() + PASS_SECONDS
-        for message, handled_pages in handled.values():
-            self.handle(message, handled_pages)
 
     def take(
         self,
@@ -266,12 +269,7 @@ class Delivery:
         snapshot = await pages[0].read_snapshot()
         if snapshot is None:
             return  # closed: the session or membership is gone, or the database is down
-        next_yield = time.perf_counter() + PASS_SECONDS
-        for page in pages:
-            page.show_own_change(snapshot)
-            if time.perf_counter() >= next_yield:
-                await asyncio.sleep(0)
-                next_yield = time.perf_counter() + PASS_SECONDS
+        await self.paced(pages, lambda page: page.show_own_change(snapshot))
 
     def check_gap(self, page: Page) -> None:
         """A change held for GAP_SECONDS still lacks the one before it: that one was lost."""
