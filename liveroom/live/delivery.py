@@ -320,7 +320,11 @@ def superseded_left_out(messages: list[Message]) -> list[Message]:
 
 def lists_whole(message: Message) -> bool:
     data = message.get("data")
-    return message["type"] == CHANGE_EVENT and data is not None and data.get("listed") is not None
+    return (
+        message["type"] == CHANGE_EVENT
+        and isinstance(data, dict)
+        and data.get("listed") is not None
+    )
 
 
 ORDER = {CHANGE_EVENT: 0, PRESENCE_EVENT: 1}  # then a closed room's, last

@@ -35,7 +35,7 @@ _clients_lock = threading.Lock()
 def shared_client(cache: RedisCache) -> redis.Redis:
     """The process's client for the cache's Redis: Django's, made once, with its pool and
     options (redis-py clients are safe to share between threads)."""
-    location = cache._servers[0]
+    location = cache._servers[0]  # type: ignore[attr-defined]  # its LOCATION, as Django split it
     with _clients_lock:
         client = _clients.get(location)
         if client is None:

@@ -104,6 +104,8 @@ def recent_ids(room_slug: str) -> list[int]:
     """The ids of every member a page of the room may list (a bounded read: the most recent
     LIVEROOM_FULL_LIST_MAX + 1), for presence swaps sent to pages that missed some."""
     room_id = Room.objects.filter(slug=room_slug).values_list("pk", flat=True).first()
+    if room_id is None:
+        return []
     members = Member.objects.filter(room_id=room_id).order_by("-joined_at", "-id")
     return list(members.values_list("id", flat=True)[: settings.LIVEROOM_FULL_LIST_MAX + 1])
 

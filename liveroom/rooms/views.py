@@ -3,6 +3,7 @@ from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from liveroom.presence import room_presence
 from liveroom.rooms import cleanup
@@ -39,8 +40,12 @@ def index(request: HttpRequest) -> HttpResponse:
     return redirect("room")
 
 
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails  # django-htmx's middleware sets it
+
+
 @require_GET
-def room(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
+def room(request: HtmxHttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     """The room page for its member (others are sent to the join form); with ?q=..., what a
     search by name found in it (htmx asks for that alone as one types)."""
     room = unsaved_room(slug)
