@@ -33,10 +33,6 @@ class Listed:
     count: int  # members in the room
     rows: list[tuple]  # (id, *Member.SHOWN_FIELDS) of each member listed
 
-    @property
-    def crowded(self) -> bool:
-        return is_crowded(self.count)
-
 
 def listed(room_id: int) -> Listed:
     """What pages of the room list now, with the room's version and member count, read in one
