@@ -10,8 +10,11 @@ Servers are started the way production runs them (daphne, DATABASE_URL and REDIS
 environment), on this machine; so is the load client, which shares the same cores. For each N:
 N members join over HTTP, each with its own session, and open one socket each, read from the
 moment it has its snapshot; once every page has it and the room has settled (no news for 2 s:
-presence comes in batches), a probe member joins and leaves `--events` times. For every change
-it records, per socket, the time from sending the POST to receiving the fragment that shows it,
+presence comes in batches), a probe member joins and leaves `--events` times, each change sent
+`--gap` seconds after every page has the one before (0.25 s: longer than a window of gathering,
+liveroom/live/delivery.py, so each change comes to a quiet room; 0.05 s makes a room that
+changes about ten times a second, and its changes wait for the window). For every change it
+records, per socket, the time from sending the POST to receiving the fragment that shows it,
 and the servers' CPU time. The client sets its own objects aside from Python's collector while
 it measures, so its pauses are not counted as the server's. With `--languages`, the pages are
 spread over the languages given (page i in language i mod n, as its socket's `l=` says); each
@@ -58,6 +61,7 @@ class Result:
     members: int
     servers: int
     events: int
+    gap_s: float  # from a change reaching every page to the next change
     socket_p50_ms: float
     socket_p99_ms: float
     last_socket_median_ms: float
@@ -222,7 +226,7 @@ async def open_pages(
 
 
 async def measure(
-    endpoints: list[Endpoint], config: Config, size: int, events: int, at_once: int
+    endpoints: list[Endpoint], config: Config, size: int, events: int, at_once: int, gap: float
 ) -> Result:
     run = int(time.time())
     arrivals: dict[tuple[int, str], list[float]] = {}
@@ -263,7 +267,7 @@ async def measure(
             socket_latencies += [arrival - sent for arrival in times]
             if times:
                 last_socket.append(max(times) - sent)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(gap)
 
     dropped = sum(reader.done() for reader in readers)  # closed by the server
     cpu_after = [endpoint.cpu_seconds() for endpoint in endpoints]
@@ -284,6 +288,7 @@ async def measure(
         members=size,
         servers=len(endpoints),
         events=2 * events,
+        gap_s=gap,
         socket_p50_ms=percentile(socket_latencies, 0.5) * ms,
         socket_p99_ms=percentile(socket_latencies, 0.99) * ms,
         last_socket_median_ms=statistics.median(last_socket) * ms if last_socket else float("nan"),
@@ -335,7 +340,7 @@ def print_result(result: Result) -> None:
     kib = "-" if result.server_kib_per_socket is None else f"{result.server_kib_per_socket:.1f}"
     cpu = "-" if result.server_cpu_ms_per_event is None else f"{result.server_cpu_ms_per_event:.0f}"
     print(
-        f"{result.config:<22} N={result.members:<6} servers={result.servers} "
+        f"{result.config:<22} N={result.members:<6} servers={result.servers} gap {result.gap_s} s "
         f"socket p50/p99 {result.socket_p50_ms:7.1f}/{result.socket_p99_ms:7.1f} ms  "
         f"last socket median/p99/max {result.last_socket_median_ms:7.1f}/"
         f"{result.last_socket_p99_ms:7.1f}/{result.last_socket_max_ms:7.1f} ms  "
@@ -377,7 +382,9 @@ async def run(args: argparse.Namespace) -> list[Result]:
         else:
             endpoints, servers = start_servers(work, config, server_count)
         try:
-            result = await measure(endpoints, config, size, args.events, args.connect_at_once)
+            result = await measure(
+                endpoints, config, size, args.events, args.connect_at_once, args.gap
+            )
         finally:
             for server in servers:
                 server.stop()
@@ -392,6 +399,10 @@ def main() -> None:
     parser.add_argument(
         "--events", type=int, default=50,
         help="joins (and as many leaves): 100 changes give a p99 that is not just the maximum",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gap", type=float, default=0.25,
+        help="seconds from a change reaching every page to the next change",
     )  # fmt: skip
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--url", help="measure a running server instead of starting one")
