@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # intcomma: counts in the language's grouping (50,001; 50.001)
     "channels",
     "django_htmx",
     "liveroom",

@@ -103,6 +103,22 @@ def test_arabic_counts_people_with_its_six_plural_forms(count: int, words: str) 
     assert f">{words}</p>" in html
 
 
+@pytest.mark.parametrize(
+    ("language", "people", "online"),
+    [("en", "50,001 people here", "1,234 online"), ("de", "50.001 Personen hier", "1.234 online")],
+)
+def test_a_crowds_counts_are_grouped_as_the_language_writes_numbers(
+    language: str, people: str, online: str
+) -> None:
+    context = {"count": 50001, "online_count": 1234}
+    with translation.override(language):
+        count = render_to_string("liveroom/room.html#count", context)
+        online_count = render_to_string("liveroom/room.html#online-count", context)
+
+    assert f">{people}</p>" in count
+    assert f">{online}</p>" in online_count
+
+
 def test_a_name_is_never_translated_or_reordered() -> None:
     alice = join(browser("ar"), "Alice")
     join(browser("en"), "online")  # a name that is also a word of the page
