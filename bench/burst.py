@@ -30,7 +30,7 @@ from bench.arrival import Failure, cpu_seconds, expect, socket_path
 from bench.fanout import production_environment
 from harness.servers import Daphne
 
-COUNT = re.compile(r'id="member-count"[^>]*>(\d+)')
+COUNT = re.compile(r'id="member-count"[^>]*>([\d,]+)')  # grouped: 2,001
 QUIET_SECONDS = 3  # after the last join, how long the page may take to show everyone
 
 
@@ -76,7 +76,7 @@ class OpenPage:
                 continue  # the heartbeat
             self.frames.append(now)
             if counts := COUNT.findall(message.data):
-                self.count, self.counted_at = int(counts[-1]), now
+                self.count, self.counted_at = int(counts[-1].replace(",", "")), now
 
     async def close(self) -> None:
         await self.socket.close()

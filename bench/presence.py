@@ -25,7 +25,7 @@ import redis
 from bench.fanout import Endpoint, join_members, open_room_socket
 from harness.servers import Daphne, empty_database, server_environment
 
-ONLINE = re.compile(r'<p id="online-count"[^>]*>(\d+) online')
+ONLINE = re.compile(r'<p id="online-count"[^>]*>([\d,]+) online')  # grouped: 1,000
 
 
 def cpu_seconds(pid: int) -> float:
@@ -53,7 +53,7 @@ async def open_pages(members, everyone: int) -> tuple[list, float, float | None]
     async def read(i: int, socket) -> None:
         async for message in socket:
             if match := ONLINE.search(message):
-                shown[i] = int(match[1])
+                shown[i] = int(match[1].replace(",", ""))
                 if shown[i] == everyone and all(count == everyone for count in shown):
                     all_online.set()
 
