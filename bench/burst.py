@@ -3,6 +3,8 @@ busiest second, when it shows everyone, and how many broadcasts the server skipp
 
     python -m bench.burst                           # 2,000 joins, 100 at a time, one process
     python -m bench.burst --joins 50 --at-once 10   # as the test suite runs it
+    python -m bench.burst --no-page                 # nobody has the room open
+    python -m bench.burst --no-page --joins 3000 --rooms 3000 --leave   # a room each, left again
 
 One person joins and keeps the room page's socket open (as a browser does, reading every frame
 from its first); then `--joins` people join through the form, `--at-once` at a time, each with
@@ -11,6 +13,11 @@ are read; the count it shows is read from each frame's `#member-count`. liveroom
 way production runs it (`python -m liveroom.server`, DATABASE_URL and REDIS_URL from the
 environment, presence and heartbeats on, join limits lifted), on the machine the load client
 shares. "Broadcasts skipped" counts the server log's `broadcast_skipped` lines.
+
+With `--no-page` nobody watches: the changes are published all the same (to a group nobody here
+listens to), and only the skipped broadcasts and the CPU are counted. With `--rooms N` person i
+joins room `burst-<i mod N>` instead of the default room (the page watches `burst-0`); with
+`--leave` each leaves again once joined, through the room page's leave form.
 """
 
 import argparse
@@ -38,7 +45,10 @@ QUIET_SECONDS = 3  # after the last join, how long the page may take to show eve
 class Result:
     joins: int
     at_once: int
+    rooms: int
+    page_open: bool
     joined: int
+    left: int
     failures: int
     joins_s: float  # from the first join sent to the last answered
     frames: int
@@ -56,9 +66,9 @@ class OpenPage:
         self.count = 0
         self.counted_at = 0.0
 
-    async def open(self, base: str, session: aiohttp.ClientSession) -> None:
-        await join(base, session, "Watcher")
-        async with session.get(f"{base}/room/") as response:
+    async def open(self, base: str, session: aiohttp.ClientSession, room: str) -> None:
+        await join(base, session, "Watcher", room)
+        async with session.get(f"{base}{room}") as response:
             expect(response.status, 200, "room page")
             page = await response.text()
         self.socket = await session.ws_connect(
@@ -83,17 +93,34 @@ class OpenPage:
         await asyncio.gather(self.reading, return_exceptions=True)
 
 
-async def join(base: str, session: aiohttp.ClientSession, name: str) -> None:
-    async with session.get(f"{base}/room/join/") as response:
-        expect(response.status, 200, "join page")
+def room_path(number: int, rooms: int) -> str:
+    """The room person `number` joins: the default room, or one of `rooms`."""
+    return "/room/" if rooms == 1 else f"/room/burst-{number % rooms}/"
+
+
+async def join(base: str, session: aiohttp.ClientSession, name: str, room: str) -> None:
+    await post_form(base, session, f"{room}join/", {"name": name}, "join")
+
+
+async def leave(base: str, session: aiohttp.ClientSession, room: str) -> None:
+    await post_form(base, session, f"{room}leave/", {}, "leave")
+
+
+async def post_form(
+    base: str, session: aiohttp.ClientSession, path: str, fields: dict, step: str
+) -> None:
+    """GET the form's page (a leave's is the room page), then POST the form as a browser does."""
+    page = path.removesuffix("leave/") if step == "leave" else path
+    async with session.get(f"{base}{page}") as response:
+        expect(response.status, 200, f"{step} page")
         await response.read()
     token = session.cookie_jar.filter_cookies(URL(base)).get("csrftoken")
-    form = {"name": name, "csrfmiddlewaretoken": token.value if token else ""}
-    headers = {"Referer": f"{base}/room/join/", "Origin": base}
+    form = {**fields, "csrfmiddlewaretoken": token.value if token else ""}
+    headers = {"Referer": f"{base}{page}", "Origin": base}
     async with session.post(
-        f"{base}/room/join/", data=form, headers=headers, allow_redirects=False
+        f"{base}{path}", data=form, headers=headers, allow_redirects=False
     ) as response:
-        expect(response.status, 302, "join")
+        expect(response.status, 302, step)
 
 
 def most_in_a_second(times: list[float]) -> int:
@@ -105,20 +132,22 @@ def most_in_a_second(times: list[float]) -> int:
     return most
 
 
-async def measure(base: str, pid: int, log: Path, joins: int, at_once: int) -> Result:
+async def measure(base: str, pid: int, log: Path, args: argparse.Namespace) -> Result:
     timeout = aiohttp.ClientTimeout(total=30)
     jar = aiohttp.CookieJar(unsafe=True)
+    page = OpenPage()
     async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as watcher_session:
-        page = OpenPage()
-        await page.open(base, watcher_session)
-        await asyncio.sleep(1)  # its snapshot and its own presence are in
+        if not args.no_page:
+            await page.open(base, watcher_session, room_path(0, args.rooms))
+            await asyncio.sleep(1)  # its snapshot and its own presence are in
         first_frame = len(page.frames)
         cpu_before = cpu_seconds(pid)
-        limit = asyncio.Semaphore(at_once)
-        failures = 0
+        limit = asyncio.Semaphore(args.at_once)
+        joined = left = watched_joined = 0  # watched: in the room the page has open
 
         async def one(number: int) -> None:
-            nonlocal failures
+            nonlocal joined, left, watched_joined
+            room = room_path(number, args.rooms)
             async with (
                 limit,
                 aiohttp.ClientSession(
@@ -126,26 +155,36 @@ async def measure(base: str, pid: int, log: Path, joins: int, at_once: int) -> R
                 ) as session,
             ):
                 try:
-                    await join(base, session, f"Person {number}")
+                    await join(base, session, f"Person {number}", room)
+                    joined += 1
+                    watched_joined += room == room_path(0, args.rooms)
+                    if args.leave:
+                        await leave(base, session, room)
+                        left += 1
                 except (Failure, aiohttp.ClientError, TimeoutError):
-                    failures += 1
+                    pass
 
         started = time.perf_counter()
-        await asyncio.gather(*(one(number) for number in range(joins)))
+        await asyncio.gather(*(one(number) for number in range(args.joins)))
         last_join = time.perf_counter()
-        everyone = joins - failures + 1
+        everyone = 1 + (0 if args.leave else watched_joined)  # the page's own member too
         # The page reads on its own; this only decides when to stop waiting.
         while page.count < everyone and time.perf_counter() - last_join < QUIET_SECONDS:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.5)  # what the burst still sends (its last words)
         cpu = cpu_seconds(pid) - cpu_before
-        await page.close()
+        if not args.no_page:
+            await page.close()
     frames = page.frames[first_frame:]
-    shown = page.counted_at - last_join if page.count >= everyone else None
+    failures = args.joins - joined + (joined - left if args.leave else 0)
+    shown = page.counted_at - last_join if page.count == everyone else None
     return Result(
-        joins=joins,
-        at_once=at_once,
-        joined=joins - failures,
+        joins=args.joins,
+        at_once=args.at_once,
+        rooms=args.rooms,
+        page_open=not args.no_page,
+        joined=joined,
+        left=left,
         failures=failures,
         joins_s=round(last_join - started, 2),
         frames=len(frames),
@@ -158,11 +197,19 @@ async def measure(base: str, pid: int, log: Path, joins: int, at_once: int) -> R
 
 def print_result(result: Result) -> None:
     shown = result.shown_all_after_last_join_s
+    rooms = f" in {result.rooms} rooms" if result.rooms > 1 else ""
+    left = f", {result.left} left again" if result.left else ""
+    if result.page_open:
+        seen = (
+            f"the open page got {result.frames} frames, at most "
+            f"{result.most_frames_in_a_second} in a second, and showed everyone "
+            f"{'never' if shown is None else f'{shown:.2f} s after the last join'}"
+        )
+    else:
+        seen = "no page open"
     print(
-        f"burst of {result.joins}, {result.at_once} at a time: {result.joined} joined "
-        f"({result.failures} failed) in {result.joins_s:.1f} s; the open page got "
-        f"{result.frames} frames, at most {result.most_frames_in_a_second} in a second, and "
-        f"showed everyone {'never' if shown is None else f'{shown:.2f} s after the last join'}; "
+        f"burst of {result.joins}{rooms}, {result.at_once} at a time: {result.joined} joined"
+        f"{left} ({result.failures} failed) in {result.joins_s:.1f} s; {seen}; "
         f"broadcasts skipped {result.broadcasts_skipped}; server CPU {result.server_cpu_s:.1f} s",
         flush=True,
     )
@@ -173,9 +220,7 @@ async def run(args: argparse.Namespace) -> Result:
     env = production_environment(work)
     server = Daphne(env, work / "server.log").start()
     try:
-        return await measure(
-            server.url, server.process.pid, work / "server.log", args.joins, args.at_once
-        )
+        return await measure(server.url, server.process.pid, work / "server.log", args)
     finally:
         server.stop()
 
@@ -184,6 +229,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--joins", type=int, default=2000)
     parser.add_argument("--at-once", type=int, default=100)
+    parser.add_argument("--no-page", action="store_true", help="nobody has the room open")
+    parser.add_argument("--rooms", type=int, default=1, help="spread the joins over this many")
+    parser.add_argument("--leave", action="store_true", help="each leaves again once joined")
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args()
     result = asyncio.run(run(args))

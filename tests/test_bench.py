@@ -64,6 +64,19 @@ def test_the_burst_benchmark_sees_everyone_arrive_on_the_open_page(tmp_path: Pat
     assert "the open page got" in output
 
 
+def test_the_burst_benchmark_joins_and_leaves_rooms_nobody_has_open(tmp_path: Path) -> None:
+    figures = tmp_path / "burst.json"
+    output = run_bench(
+        "bench.burst", "--no-page", "--joins", "20", "--at-once", "10", "--rooms", "5",
+        "--leave", "--json", str(figures),
+    )  # fmt: skip
+    result = json.loads(figures.read_text())["result"]
+    assert (result["rooms"], result["page_open"], result["frames"]) == (5, False, 0)
+    assert (result["joined"], result["left"], result["failures"]) == (20, 20, 0)
+    assert result["broadcasts_skipped"] == 0
+    assert "20 joined, 20 left again" in output and "no page open" in output
+
+
 @pytest.mark.services
 def test_the_crowd_benchmark_loads_a_seeded_room_and_finds_its_members(tmp_path: Path) -> None:
     figures = tmp_path / "crowd.json"
