@@ -98,7 +98,7 @@ def room_path(number: int, rooms: int) -> str:
     return "/room/" if rooms == 1 else f"/room/burst-{number % rooms}/"
 
 
-async def join(base: str, session: aiohttp.ClientSession, name: str, room: str) -> None:
+async def join(base: str, session: aiohttp.ClientSession, name: str, room: str = "/room/") -> None:
     await post_form(base, session, f"{room}join/", {"name": name}, "join")
 
 
