@@ -4,6 +4,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from asgiref.sync import SyncToAsync
+from django.db import connections
 from django.test import Client
 from playwright.sync_api import Browser, sync_playwright
 from redis import Redis
@@ -34,6 +36,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("LIVEROOM_NO_SKIPS") == "1" and skipped:
         reporter.write_line(f"LIVEROOM_NO_SKIPS=1 but {skipped} test(s) were skipped", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def async_codes_connections_closed(django_db_setup: None) -> Iterator[None]:
+    """Django's async ORM (`aexists`, `acreate` ...) and `sync_to_async` outside a request run
+    on asgiref's one shared thread, whose database connection nothing closes; PostgreSQL
+    refuses to drop the test database while it is open."""
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture(autouse=True)
