@@ -99,18 +99,17 @@ def room_path(number: int, rooms: int) -> str:
 
 
 async def join(base: str, session: aiohttp.ClientSession, name: str, room: str = "/room/") -> None:
-    await post_form(base, session, f"{room}join/", {"name": name}, "join")
+    await post_form(base, session, f"{room}join/", f"{room}join/", {"name": name}, "join")
 
 
 async def leave(base: str, session: aiohttp.ClientSession, room: str) -> None:
-    await post_form(base, session, f"{room}leave/", {}, "leave")
+    await post_form(base, session, room, f"{room}leave/", {}, "leave")  # its form: the room page's
 
 
 async def post_form(
-    base: str, session: aiohttp.ClientSession, path: str, fields: dict, step: str
+    base: str, session: aiohttp.ClientSession, page: str, action: str, fields: dict, step: str
 ) -> None:
-    """GET the form's page (a leave's is the room page), then POST the form as a browser does."""
-    page = path.removesuffix("leave/") if step == "leave" else path
+    """GET the `page` the form is on, then POST the form to `action` as a browser does."""
     async with session.get(f"{base}{page}") as response:
         expect(response.status, 200, f"{step} page")
         await response.read()
@@ -118,7 +117,7 @@ async def post_form(
     form = {**fields, "csrfmiddlewaretoken": token.value if token else ""}
     headers = {"Referer": f"{base}{page}", "Origin": base}
     async with session.post(
-        f"{base}{path}", data=form, headers=headers, allow_redirects=False
+        f"{base}{action}", data=form, headers=headers, allow_redirects=False
     ) as response:
         expect(response.status, 302, step)
 

@@ -52,9 +52,9 @@ def sending_after_response(app):
 
         async def send_then_start(message: dict) -> None:
             await send(message)
-            # The response is out with its last body part. Django's handler still closes it,
-            # in the request's thread, which under a burst waits its turn among a hundred
-            # others: what the view changed goes out now, not seconds later and out of order.
+            # The response is out with its last body part; the handler may still have work (a
+            # streamed response is closed after it is sent, in the request's thread, which
+            # under a burst waits its turn): what the view changed goes out now, in order.
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 start()
 
