@@ -5,6 +5,7 @@ DATABASE_URL and REDIS_URL switch it to PostgreSQL and channels-redis.
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -129,6 +130,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
+    }
+    # Tests too get a file (one a test process, removed after), not Django's in-memory
+    # database: that one shares a cache between threads, where a write meeting another
+    # thread's read fails at once with "database table is locked" instead of waiting.
+    DATABASES["default"]["TEST"] = {
+        "NAME": Path(tempfile.gettempdir()) / f"liveroom-test-{os.getpid()}.sqlite3"
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     from psycopg_pool import ConnectionPool

@@ -176,6 +176,7 @@ def test_database_unreachable_gets_503_then_recovers(server_env, start_server) -
     assert "The room is unavailable for a moment" in page.text
     assert page.headers["Retry-After"] == "5"
     assert seconds < 7
+    assert "Database unavailable: OperationalError" in server.log()  # the cause, for operators
     assert alice.join(server, "Alicia").status_code == 503
     with alice.open_socket(server) as socket:
         assert closed_code(socket) == TRY_AGAIN_LATER  # the snapshot query failed: retry

@@ -1,6 +1,10 @@
+import logging
+
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+logger = logging.getLogger(__name__)
 
 
 class DatabaseUnavailableMiddleware:
@@ -17,6 +21,7 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
+        logger.warning("Database unavailable: %s: %s", type(exception).__name__, exception)
         response = render(request, "503.html", status=503)
         response["Retry-After"] = str(self.retry_after_seconds)
         return response
