@@ -2,7 +2,8 @@
 `migrate`, CI. The room page and every piece the server pushes to it are rendered with sample
 members (the templates a project overrides included), and each pushed top-level element must
 carry `hx-swap-oob`, swap into an element the page has, and be an element the HTML parser keeps
-at the top level of a message (not a table row). docs/templates.md says why each rule holds.
+at the top level of a message (not a table row); a search's answer must not repeat the live
+list's ids. docs/templates.md says why each rule holds.
 """
 
 from html.parser import HTMLParser
@@ -14,6 +15,7 @@ from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
+from liveroom.rooms.crowds import Found
 from liveroom.rooms.fragments import CHANGE_PARTIALS, ROOM_TEMPLATE, render_entries
 from liveroom.rooms.models import Member, Room
 
@@ -106,6 +108,13 @@ def pushed_pieces(data: dict) -> dict[str, str]:
     return pieces
 
 
+def search_answer(data: dict) -> str:
+    """What a search for both sample members answers (htmx swaps it in as one types)."""
+    found = Found(query="a", members=[data["me"], data["other"]])
+    context = {key: data[key] for key in ("room", "me", "presence", "online")}
+    return render("search-results", context | {"found": found})
+
+
 def render(partial: str, context: dict) -> str:
     return render_to_string(f"{ROOM_TEMPLATE}#{partial}", context)
 
@@ -136,6 +145,7 @@ def check_room_templates(app_configs=None, **kwargs) -> list[CheckMessage]:
         data = sample()
         page = Elements(room_page(data))
         pieces = pushed_pieces(data)
+        answer = Elements(search_answer(data))
     except (TemplateDoesNotExist, TemplateSyntaxError) as error:
         return [Error(f"The room's templates do not render: {error}", id="liveroom.E000")]
     errors: list[CheckMessage] = []
@@ -169,4 +179,13 @@ def check_room_templates(app_configs=None, **kwargs) -> list[CheckMessage]:
                     hint="Keep the ids in docs/templates.md on the page and on what is pushed.",
                     id="liveroom.E003",
                 ))  # fmt: skip
+    if repeated := sorted(answer.ids & page.ids - {"search-results"}):
+        errors.append(Error(
+            f"{ROOM_TEMPLATE}#search-results (liveroom/room/search_results.html, member.html): "
+            f"a search's answer repeats the ids {', '.join(repeated)} of the live list: pushed "
+            "changes would land on the found entry instead of the list's",
+            hint='Put ids on an entry only `{% if not member_found %}`, as liveroom\'s '
+            "member.html does.",
+            id="liveroom.E004",
+        ))  # fmt: skip
     return errors

@@ -60,10 +60,19 @@ def test_an_entry_without_hx_swap_oob_is_named(override) -> None:
 
 
 def test_a_table_row_as_an_entry_is_named(override) -> None:
-    override("liveroom/room/member.html", ENTRY.replace("<li ", "<tr ").replace("</li>", "</tr>"))
+    override("liveroom/room/member.html", ENTRY.replace("<li", "<tr").replace("</li>", "</tr>"))
     found = messages()
     assert any("pushes <tr id='member-2'>, a table part the HTML parser drops" in message
                for message in found), found  # fmt: skip
+
+
+def test_an_entry_with_its_ids_in_a_search_answer_is_named(override) -> None:
+    override("liveroom/room/member.html", ENTRY.replace("{% if not member_found %}", "{% if 1 %}"))
+    found = messages()
+    repeated = "a search's answer repeats the ids member-1, member-2 of the live list"
+    assert any(repeated in message for message in found), found
+    with pytest.raises(SystemCheckError, match=r"liveroom\.E004"):
+        call_command("check")
 
 
 def test_the_worked_restyle_keeps_the_contract(override) -> None:
