@@ -7,7 +7,8 @@ settings, on a fresh database from DATABASE_URL (or SQLite) and REDIS_URL if set
 each person's three requests of an arrival: GET the join page, POST the form, GET the room
 page; then as many GET /healthz, an async view that answers "ok" (what any request costs
 here: Django's handler, middleware and thread hops with nothing to do). Prints the CPU time
-of this process each kind of request took on average. Without daphne, Twisted and the network
+of this process each kind of request took on average, and (on PostgreSQL) how many of the
+database pool's connections were not given back. Without daphne, Twisted and the network
 these are Django's and liveroom's share of an arrival; `bench.arrival` measures the whole.
 """
 
@@ -76,8 +77,33 @@ def main() -> None:
     from liveroom.asgi import application  # Django set up with these settings
 
     asyncio.run(measure(application, 5))  # warm up: templates, connections, code paths
-    for step, milliseconds in asyncio.run(measure(application, args.people)).items():
+    costs, checked_out = asyncio.run(measure_then_settle(application, args.people))
+    for step, milliseconds in costs.items():
         print(f"{step:<18} {milliseconds:6.2f} ms of CPU a request")
+    if checked_out is not None:
+        print(f"database connections the run left checked out of the pool: {checked_out}")
+
+
+async def measure_then_settle(application, people: int) -> tuple[dict[str, float], int | None]:
+    """`measure`, then how many more pool connections (PostgreSQL) are out than before it, once
+    the last /rooms/ refresh is done: every request and what it sent after gives theirs back."""
+    from django.db import connections
+
+    pool = getattr(connections["default"], "pool", None)
+    if pool is None:
+        return await measure(application, people), None
+
+    def checked_out() -> int:
+        stats = pool.get_stats()
+        return stats["pool_size"] - stats["pool_available"]
+
+    before = checked_out()  # the warm-up's event loop may have ended in the middle of a read
+    costs = await measure(application, people)
+    for _ in range(50):  # the last /rooms/ refresh (at most one a second) may still be running
+        if checked_out() <= before:
+            break
+        await asyncio.sleep(0.1)
+    return costs, checked_out() - before
 
 
 if __name__ == "__main__":

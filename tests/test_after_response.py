@@ -4,7 +4,7 @@ import asyncio
 import threading
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.core.cache import caches
 
 from harness.waiting import until
@@ -157,3 +157,29 @@ async def test_a_stuck_send_holds_up_no_other_requests_sends() -> None:
     assert sent == ["second request's change"]
     layer_stuck.set()  # let the first request's send end with the test
     await asyncio.sleep(0)
+
+
+@pytest.mark.asyncio
+async def test_sends_run_outside_the_requests_thread_sensitive_context() -> None:
+    # Django's handler runs a request in a ThreadSensitiveContext, whose tasks must end before
+    # it does (asgiref); the sends outlive it. Inheriting it, their database calls ran on
+    # threads of an ended context and left pool connections checked out.
+    contexts: list = []
+
+    async def sent() -> None:
+        contexts.append(SyncToAsync.thread_sensitive_context.get(None))
+
+    async def app(scope, receive, send) -> None:
+        async with ThreadSensitiveContext() as request_context:
+            contexts.append(request_context)
+            send_after_response(sent)
+            await send({"type": "http.response.start", "status": 302, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    async def send(message: dict) -> None:
+        pass
+
+    await sending_after_response(app)({"type": "http"}, None, send)
+    await until(lambda: len(contexts) == 2, within=5)
+    assert contexts[0] is not None
+    assert contexts[1] is None

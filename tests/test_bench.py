@@ -1,6 +1,7 @@
 """Every benchmark at a small size, so none can rot. Figures are not judged here."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -95,6 +96,8 @@ def test_the_request_cost_benchmark_times_each_request_of_an_arrival() -> None:
     output = run_bench("bench.request_cost", "--people", "3")
     steps = re.findall(r"^(\S+ \S+) +[0-9.]+ ms of CPU a request$", output, re.MULTILINE)
     assert steps == ["GET /room/join/", "POST /room/join/", "GET /room/", "GET /healthz"]
+    if os.environ.get("DATABASE_URL", "").startswith("postgres"):  # a pool to give back to
+        assert "database connections the run left checked out of the pool: 0" in output
 
 
 def test_the_shutdown_benchmark_runs() -> None:

@@ -11,6 +11,7 @@ commands), a send runs at once.
 """
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -45,7 +46,8 @@ def sending_after_response(app):
         def start() -> None:
             nonlocal started
             if len(pending) > started:
-                task = asyncio.get_running_loop().create_task(_run(pending[started:]))
+                sends = _run(pending[started:])
+                task = asyncio.get_running_loop().create_task(sends, context=outside.copy())
                 _running.add(task)  # the loop keeps only weak references to tasks
                 task.add_done_callback(_running.discard)
                 started = len(pending)
@@ -59,6 +61,11 @@ def sending_after_response(app):
                 start()
 
         token = _pending.set(pending)  # the view's thread gets a copy of this context
+        # The sends outlive the request, so they run in its context as it is here, before
+        # Django's handler enters a ThreadSensitiveContext: tasks created inside one must end
+        # before it does (asgiref). Sends that inherited it ran their database calls on
+        # threads of a context that had ended, and left pool connections checked out.
+        outside = contextvars.copy_context()
         try:
             await app(scope, receive, send_then_start)
         finally:
