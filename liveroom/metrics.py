@@ -51,6 +51,14 @@ live_task_restarts = Counter(
     ["task"],
 )
 
+# Read when scraped: the app sets its function (liveroom/apps.py).
+database_connections_in_use = Gauge(
+    "liveroom_database_connections_in_use",
+    "Connections of this process's database pool (PostgreSQL) that are checked out or being "
+    "opened: requests and reads at work, and any never given back (DATABASE_POOL_SIZE bounds "
+    "them; past it, requests wait, then 503)",
+)
+
 # The server's own (liveroom/server/).
 requests_under_way = Gauge(
     "liveroom_server_requests_under_way",

@@ -7,11 +7,12 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 from types import SimpleNamespace
 
 import pytest
 from django.core.handlers.asgi import ASGIRequest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
@@ -96,6 +97,28 @@ async def test_metrics_count_pages_changes_deliveries_and_snapshots() -> None:
     await alice.disconnect()
     await bob.disconnect()
     assert sample("liveroom_open_pages", kind="room") == pages
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_the_database_pools_connections_in_use_are_a_metric() -> None:
+    taken, give_back = threading.Event(), threading.Event()
+
+    def hold_a_connection() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        taken.set()
+        give_back.wait(timeout=10)
+        connection.close()  # back to the pool
+
+    before = sample("liveroom_database_connections_in_use")
+    holder = threading.Thread(target=hold_a_connection)
+    holder.start()
+    assert taken.wait(timeout=10)
+    assert sample("liveroom_database_connections_in_use") == before + 1
+    give_back.set()
+    holder.join()
+    assert sample("liveroom_database_connections_in_use") == before
 
 
 @pytest.mark.asyncio
