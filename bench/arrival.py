@@ -79,20 +79,11 @@ class Person:
         self.session = session = aiohttp.ClientSession(
             cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=timeout
         )
-        async with session.get(f"{self.base}/room/join/") as response:
-            expect(response.status, 200, "join page")
-            self.received += len(await response.read())
-        token = session.cookie_jar.filter_cookies(URL(self.base)).get("csrftoken")
-        form = {
-            "name": f"Person {self.number}",
-            "csrfmiddlewaretoken": token.value if token else "",
-        }
-        headers = {"Referer": f"{self.base}/room/join/", "Origin": self.base}
-        async with session.post(
-            f"{self.base}/room/join/", data=form, headers=headers, allow_redirects=False
-        ) as response:
-            expect(response.status, 302, "join")
-            location = response.headers["Location"]
+        form = {"name": f"Person {self.number}"}
+        received, location = await post_form(
+            self.base, session, "/room/join/", "/room/join/", form, "join"
+        )
+        self.received += received
         async with session.get(f"{self.base}{location}") as response:
             expect(response.status, 200, "room page")
             page = await response.text()
@@ -119,6 +110,24 @@ class Person:
 
 class Failure(Exception):
     pass
+
+
+async def post_form(
+    base: str, session: aiohttp.ClientSession, page: str, action: str, fields: dict, step: str
+) -> tuple[int, str]:
+    """GET the `page` the form is on, then POST the form to `action` as a browser does; the
+    bytes the page had, and where the answer (a 302) sends the browser."""
+    async with session.get(f"{base}{page}") as response:
+        expect(response.status, 200, f"{step} page")
+        received = len(await response.read())
+    token = session.cookie_jar.filter_cookies(URL(base)).get("csrftoken")
+    form = {**fields, "csrfmiddlewaretoken": token.value if token else ""}
+    headers = {"Referer": f"{base}{page}", "Origin": base}
+    async with session.post(
+        f"{base}{action}", data=form, headers=headers, allow_redirects=False
+    ) as response:
+        expect(response.status, 302, step)
+        return received, response.headers["Location"]
 
 
 def expect(status: int, wanted: int, step: str) -> None:

@@ -31,9 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import aiohttp
-from yarl import URL
 
-from bench.arrival import Failure, cpu_seconds, expect, socket_path
+from bench.arrival import Failure, cpu_seconds, expect, post_form, socket_path
 from bench.fanout import production_environment
 from harness.servers import Daphne
 
@@ -104,22 +103,6 @@ async def join(base: str, session: aiohttp.ClientSession, name: str, room: str =
 
 async def leave(base: str, session: aiohttp.ClientSession, room: str) -> None:
     await post_form(base, session, room, f"{room}leave/", {}, "leave")  # its form: the room page's
-
-
-async def post_form(
-    base: str, session: aiohttp.ClientSession, page: str, action: str, fields: dict, step: str
-) -> None:
-    """GET the `page` the form is on, then POST the form to `action` as a browser does."""
-    async with session.get(f"{base}{page}") as response:
-        expect(response.status, 200, f"{step} page")
-        await response.read()
-    token = session.cookie_jar.filter_cookies(URL(base)).get("csrftoken")
-    form = {**fields, "csrfmiddlewaretoken": token.value if token else ""}
-    headers = {"Referer": f"{base}{page}", "Origin": base}
-    async with session.post(
-        f"{base}{action}", data=form, headers=headers, allow_redirects=False
-    ) as response:
-        expect(response.status, 302, step)
 
 
 def most_in_a_second(times: list[float]) -> int:
