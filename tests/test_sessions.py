@@ -2,6 +2,7 @@
 starts."""
 
 import math
+from datetime import timedelta
 
 import pytest
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS
@@ -9,6 +10,7 @@ from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from liveroom.rooms import cleanup, sessions
 from liveroom.rooms.models import Member
@@ -75,3 +77,25 @@ def test_a_new_key_that_is_taken_is_drawn_again_and_the_other_session_kept(
 
     assert store.session_key == "a" * 32
     assert SessionStore(taken.session_key).load() == {"owner": "someone else"}
+
+
+def test_a_room_page_reads_the_session_with_its_membership(client: Client) -> None:
+    client.post("/room/join/", {"name": "Alice"})
+    client.post("/room/live/", {"live": "pause"})
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/room/")
+
+    assert 'paused=1"' in response.content.decode()  # the session's choice, as stored
+    session_reads = [q["sql"] for q in queries if "django_session" in q["sql"]]
+    assert len(session_reads) == 1, session_reads
+    assert "liveroom_member" in session_reads[0]  # one statement: the member and its session
+    assert "Cookie" in response.headers["Vary"]  # whose page it is
+
+
+def test_an_expired_session_is_no_longer_asked_what_its_pages_chose(client: Client) -> None:
+    client.post("/room/join/", {"name": "Alice"})
+    client.post("/room/live/", {"live": "pause"})
+    assert "paused=1" in client.get("/room/").content.decode()
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
+
+    assert "paused=1" not in client.get("/room/").content.decode()

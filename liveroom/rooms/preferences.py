@@ -4,6 +4,8 @@ announcements off. A page starts as its session says; its buttons change the pag
 session remembers for the next pages.
 """
 
+from collections.abc import Mapping
+
 from django.contrib.sessions.backends.base import SessionBase
 
 from liveroom.rooms.sessions import session_engine
@@ -12,9 +14,14 @@ PAUSED_KEY = "liveroom_paused"
 QUIET_KEY = "liveroom_quiet"
 
 
-def preferences(session: SessionBase) -> tuple[bool, bool]:
-    """(paused, quiet) as the session says."""
-    return bool(session.get(PAUSED_KEY, False)), bool(session.get(QUIET_KEY, False))
+def preferences(session: SessionBase, read_with: object = None) -> tuple[bool, bool]:
+    """(paused, quiet) as the session says: from the `session_data` of `read_with` where it has
+    one (read in the same statement: sessions.stored_data; None once expired), so the session
+    is not loaded again; otherwise (or once this request has used the session) from it."""
+    stored: Mapping = session
+    if hasattr(read_with, "session_data") and not session.accessed:
+        stored = session.decode(read_with.session_data) if read_with.session_data else {}
+    return bool(stored.get(PAUSED_KEY, False)), bool(stored.get(QUIET_KEY, False))
 
 
 def remember(session_key: str, *, paused: bool, quiet: bool) -> None:

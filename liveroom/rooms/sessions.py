@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends import db
 from django.contrib.sessions.backends.base import SessionBase
-from django.contrib.sessions.models import Session
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -26,13 +26,38 @@ def session_engine() -> type[SessionBase]:
     return import_string(f"{settings.SESSION_ENGINE}.SessionStore")
 
 
+def stored_data(key_field: str) -> Subquery | None:
+    """The data the store holds for the session whose key is in `key_field` of the rows being
+    read (NULL once it has expired), to read in the same statement as those rows. None when the
+    engine does not keep sessions in a database table."""
+    unexpired = _unexpired(key_field)
+    return None if unexpired is None else Subquery(unexpired.values("session_data")[:1])
+
+
+def session_alive(key_field: str) -> Exists | None:
+    """Whether the store still has the session whose key is in `key_field` of the rows being
+    read, unexpired, to read in the same statement as those rows. None when the engine does not
+    keep sessions in a database table (`live_sessions` asks it)."""
+    unexpired = _unexpired(key_field)
+    return None if unexpired is None else Exists(unexpired)
+
+
+def _unexpired(key_field: str) -> QuerySet | None:
+    engine = session_engine()
+    if not issubclass(engine, db.SessionStore):
+        return None
+    return engine.get_model_class().objects.filter(  # what SessionStore.load() reads
+        session_key=OuterRef(key_field), expire_date__gt=timezone.now()
+    )
+
+
 def live_sessions(session_keys: set[str]) -> set[str]:
     """The keys the session store still has, unexpired: one query with the database engine."""
     if not session_keys:
         return set()
     engine = session_engine()
     if issubclass(engine, db.SessionStore):  # what SessionStore.load() checks
-        unexpired = Session.objects.filter(
+        unexpired = engine.get_model_class().objects.filter(
             session_key__in=session_keys, expire_date__gt=timezone.now()
         )
         return set(unexpired.values_list("session_key", flat=True))

@@ -1,8 +1,9 @@
 """Snapshots: the room as each page's member sees it, for many pages of one room read together
-(liveroom/live/snapshot_reads.py asks): a handful of queries and one list however many pages
-ask."""
+(liveroom/live/snapshot_reads.py asks): one query, and the list's when the room has changed,
+however many pages ask."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -11,7 +12,7 @@ from liveroom.presence import room_presence
 from liveroom.rooms.fragments import ROOM_TEMPLATE, presence_context
 from liveroom.rooms.member_lists import MemberList, member_lists
 from liveroom.rooms.models import Member, Room
-from liveroom.rooms.sessions import live_sessions
+from liveroom.rooms.sessions import live_sessions, session_alive
 
 
 @dataclass(frozen=True)
@@ -31,18 +32,25 @@ SnapshotWanted = tuple[str, bool, str]
 
 
 def snapshots(room_slug: str, wanted: list[SnapshotWanted]) -> dict[SnapshotWanted, Snapshot]:
-    """The room as each wanted session's member sees it, read together: a handful of queries
-    and one list (per language asked in) however many pages ask. A session that is not a member
-    (or, when it must be checked, no longer a live session) has no snapshot."""
-    checked = live_sessions({key for key, check, _ in wanted if check})
+    """The room as each wanted session's member sees it, read together: one query, and one list
+    (per language asked in) however many pages ask. A session that is not a member (or, when it
+    must be checked, no longer a live session) has no snapshot."""
+    # The members asked for, each with its room (and whether its session is alive, where the
+    # store is the database): one statement.
+    rows = Member.objects.filter(
+        room__slug=room_slug, session_key__in={key for key, _, _ in wanted}
+    ).select_related("room")
+    alive = session_alive("session_key")
+    read: list[Any] = list(rows if alive is None else rows.annotate(session_alive=alive))
+    if alive is not None:
+        checked = {member.session_key for member in read if member.session_alive}
+    else:
+        checked = live_sessions({key for key, check, _ in wanted if check})
     allowed = {key for key, check, _ in wanted if key in checked or not check}
-    members = {
-        member.session_key: member
-        for member in Member.objects.filter(room__slug=room_slug, session_key__in=allowed)
-    }
+    members = {member.session_key: member for member in read if member.session_key in allowed}
     if not members:
         return {}
-    room_id, version = Room.objects.filter(slug=room_slug).values_list("id", "version").get()
+    room_id, version = read[0].room_id, read[0].room.version
     presence = room_presence(room_slug)
     room = Room(slug=room_slug)  # its URLs, for the page's own forms
     found: dict[tuple[str, str], Snapshot] = {}

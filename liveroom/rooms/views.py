@@ -3,6 +3,7 @@ from django.shortcuts import redirect, render
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_cookie
 from django_htmx.middleware import HtmxDetails
 
 from liveroom.presence import room_presence
@@ -17,6 +18,7 @@ from liveroom.rooms.membership import member_join, member_leave, member_show
 from liveroom.rooms.models import Member, Room
 from liveroom.rooms.preferences import PAUSED_KEY, QUIET_KEY, preferences
 from liveroom.rooms.ratelimit import limit_membership_changes
+from liveroom.rooms.sessions import stored_data
 
 
 def unsaved_room(slug: str) -> Room:
@@ -27,11 +29,14 @@ def unsaved_room(slug: str) -> Room:
 
 
 def membership(request: HttpRequest, room: Room) -> Member | None:
-    """The session's membership of `room` (looked up by slug), read with its room."""
+    """The session's membership of `room` (looked up by slug), read with its room and, where
+    the session store is the database, the session's data (`session_data`, None if expired)."""
     session_key = request.session.session_key
     if not session_key:
         return None
     members = Member.objects.select_related("room")
+    if (session_data := stored_data("session_key")) is not None:
+        members = members.annotate(session_data=session_data)
     return members.filter(room__slug=room.slug, session_key=session_key).first()
 
 
@@ -45,11 +50,12 @@ class HtmxHttpRequest(HttpRequest):
 
 
 @require_GET
+@vary_on_cookie  # whose page it is
 def room(request: HtmxHttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     """The room page for its member (others are sent to the join form); with ?q=..., what a
     search by name found in it (htmx asks for that alone as one types)."""
     room = unsaved_room(slug)
-    me = membership(request, room)  # one query: the member and the room's version
+    me = membership(request, room)  # one query: the member, the room's version, the session
     if me is None:
         return redirect(room.join_url)
     room = me.room
@@ -73,7 +79,7 @@ def room(request: HtmxHttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpRespons
         "presence_sequence": presence.sequence,
         "name_max_length": Member.NAME_MAX_LENGTH,
     }
-    context["paused"], context["quiet"] = preferences(request.session)
+    context["paused"], context["quiet"] = preferences(request.session, read_with=me)
     return render(request, "liveroom/room.html", context, status=400 if found.error else 200)
 
 
