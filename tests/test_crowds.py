@@ -4,7 +4,7 @@ once. The limits are made small here: a "crowd" of four."""
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -12,7 +12,7 @@ from liveroom.live.delivery import superseded_left_out
 from liveroom.live.messages import CHANGE_EVENT, PRESENCE_EVENT
 from liveroom.models import Member, Room
 from liveroom.rooms import crowds
-from liveroom.rooms.membership import member_leave
+from liveroom.rooms.membership import member_join, member_leave
 from liveroom.testing import Page, join
 from liveroom.testing.page import room_url
 
@@ -182,3 +182,17 @@ def test_the_database_keeps_each_rooms_member_count_whoever_writes() -> None:
     Member.objects.filter(name="Alice").delete()
     Member.objects.filter(name="Carol").update(hand_raised=True)  # not a move
     assert dict(Room.objects.values_list("slug", "member_count")) == {"a": 0, "b": 2}
+
+
+@pytest.mark.parametrize("room", ["small", "big"])
+def test_a_join_reads_the_rooms_version_with_the_window_in_one_statement(room: str) -> None:
+    members_join("Alice", "Bob", room="small")  # up to the limit: listed whole
+    members_join("Alice", "Bob", "Carol", "Dave", room="big")  # crowded
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:  # not what
+        member_join(room_slug=room, session_key="e" * 32, name="Erin")  # the commit starts
+
+    reads = [query["sql"] for query in queries if query["sql"].startswith("SELECT")]
+    # The room, locked; whether the session is a member already; then, after the insert, the
+    # room's version and count with its newest members (the window's move, when crowded).
+    assert len(reads) == 3, reads
+    assert '"liveroom_room"."version"' in reads[-1] and "LIMIT 3" in reads[-1]

@@ -11,6 +11,7 @@ so a page load, a snapshot or a change costs the same in a room of 300 as in one
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils.translation import ngettext
 
 from liveroom.rooms.models import Member, Room
@@ -72,19 +73,35 @@ class WindowMove:
     unlisted: bool = False  # the member who joined or left is not in the window
 
 
-def window_move(room_id: int, count: int, change: str, member: Member) -> WindowMove:
-    """What `change` of `member` (leaving the room with `count` members) does to the list, read
-    in its transaction, the room locked: exactly the room at the change's version."""
+def window_move(room_id: int, change: str, member: Member) -> tuple[int, int, WindowMove]:
+    """The room's version and member count after `change` of `member`, and what the change does
+    to the list, read in its transaction, the room locked: exactly the room at the change's
+    version. One statement, unless the window moves back or the list is sent whole."""
+    recent = settings.LIVEROOM_RECENT_ARRIVALS
+    newest = Member.objects.filter(room_id=room_id).order_by("-joined_at", "-id")
+    rows = list(newest.values_list("room__version", "room__member_count", "id")[: recent + 1])
+    if rows:
+        version, count = rows[0][:2]
+    else:  # nobody left
+        version, count = (
+            Room.objects.filter(pk=room_id).values_list("version", "member_count").get()
+        )
+    return version, count, _moved(newest, count, change, member, [row[2] for row in rows])
+
+
+def _moved(
+    newest: QuerySet[Member], count: int, change: str, member: Member, ids: list[int]
+) -> WindowMove:
+    """What the change does to the list of a room with `count` members, `ids` the newest
+    LIVEROOM_RECENT_ARRIVALS + 1 of them (`newest` reads them in that order)."""
     full, recent = settings.LIVEROOM_FULL_LIST_MAX, settings.LIVEROOM_RECENT_ARRIVALS
     left = change in ("left", "removed")
-    newest = Member.objects.filter(room_id=room_id).order_by("-joined_at", "-id")
     if (change == "joined" and count == full + 1) or (left and count == full):
         shown = newest.only("id", "joined_at", *Member.SHOWN_FIELDS)
         return WindowMove(listed=list(shown[: recent if count > full else full])[::-1])
     if change == "updated" or not is_crowded(count):
         return WindowMove()
-    if change == "joined":
-        ids = list(newest.values_list("id", flat=True)[: recent + 1])
+    if change == "joined":  # `ids`: the newest recent + 1
         if member.pk not in ids[:recent]:  # joined "earlier" than the window (a clock behind)
             return WindowMove(unlisted=True)
         return WindowMove(dropped=ids[recent] if len(ids) > recent else None)

@@ -129,10 +129,7 @@ def _announce(room: Room, member: Member, change: str, before: dict | None = Non
     """Announce `change` after commit, at the version the database gave the room for it (with
     what the changed shown fields were `before` an update, and what it does to the list pages
     show: crowds.window_move)."""
-    room.version, count = (
-        Room.objects.filter(pk=room.pk).values_list("version", "member_count").get()
-    )
-    window = window_move(room.pk, count, change, member)  # read under the room's lock: exact
+    room.version, count, window = window_move(room.pk, change, member)  # the room locked: exact
     transaction.on_commit(
         partial(
             room_changed.send_robust,
