@@ -195,4 +195,5 @@ def test_a_join_reads_the_rooms_version_with_the_window_in_one_statement(room: s
     # The room, locked; whether the session is a member already; then, after the insert, the
     # room's version and count with its newest members (the window's move, when crowded).
     assert len(reads) == 3, reads
-    assert '"liveroom_room"."version"' in reads[-1] and "LIMIT 3" in reads[-1]
+    assert '"liveroom_room"."version"' in reads[-1]
+    assert "LIMIT 3" in reads[-1]
