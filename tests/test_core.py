@@ -268,6 +268,26 @@ async def test_a_member_whose_session_is_gone_is_refused(how: str) -> None:
     assert await socket.receive_output() == {"type": "websocket.close", "code": NOT_A_MEMBER}
 
 
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_sessions_kept_elsewhere_than_the_database_are_checked_by_their_engine(
+    settings,
+) -> None:
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    alice = await new_member("Alice")
+    key = alice_session(alice)
+    assert not await Session.objects.filter(session_key=key).aexists()  # not in the table
+    socket = await open_socket(alice)
+    assert "Alice" in await receive_snapshot(socket)
+    await socket.disconnect()
+
+    await database_sync_to_async(alice.logout)()  # the session goes from the cache
+    headers = [(b"origin", b"http://localhost"), (b"cookie", f"sessionid={key}".encode())]
+    socket = WebsocketCommunicator(application, "/ws/room/", headers=headers)
+    assert (await socket.connect())[0]
+    assert await socket.receive_output() == {"type": "websocket.close", "code": NOT_A_MEMBER}
+
+
 @pytest.fixture
 def list_renders(monkeypatch) -> list[str]:
     """The rooms whose member list is rendered from the database, one entry a render."""
