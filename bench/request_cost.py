@@ -89,21 +89,17 @@ async def measure_then_settle(application, people: int) -> tuple[dict[str, float
     the last /rooms/ refresh is done: every request and what it sent after gives theirs back."""
     from django.db import connections
 
-    pool = getattr(connections["default"], "pool", None)
-    if pool is None:
+    from liveroom.apps import database_connections_in_use as checked_out
+
+    if getattr(connections["default"], "pool", None) is None:
         return await measure(application, people), None
-
-    def checked_out() -> int:
-        stats = pool.get_stats()
-        return stats["pool_size"] - stats["pool_available"]
-
     before = checked_out()  # the warm-up's event loop may have ended in the middle of a read
     costs = await measure(application, people)
     for _ in range(50):  # the last /rooms/ refresh (at most one a second) may still be running
         if checked_out() <= before:
             break
         await asyncio.sleep(0.1)
-    return costs, checked_out() - before
+    return costs, int(checked_out() - before)
 
 
 if __name__ == "__main__":

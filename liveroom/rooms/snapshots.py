@@ -11,7 +11,7 @@ from django.utils import translation
 from liveroom.presence import room_presence
 from liveroom.rooms.fragments import ROOM_TEMPLATE, presence_context
 from liveroom.rooms.member_lists import MemberList, member_lists
-from liveroom.rooms.models import Member, Room
+from liveroom.rooms.models import Member
 from liveroom.rooms.sessions import live_sessions, session_alive
 
 
@@ -50,13 +50,12 @@ def snapshots(room_slug: str, wanted: list[SnapshotWanted]) -> dict[SnapshotWant
     members = {member.session_key: member for member in read if member.session_key in allowed}
     if not members:
         return {}
-    room_id, version = read[0].room_id, read[0].room.version
+    room = read[0].room  # its version, and its URLs for the page's own forms
     presence = room_presence(room_slug)
-    room = Room(slug=room_slug)  # its URLs, for the page's own forms
     found: dict[tuple[str, str], Snapshot] = {}
     for language in {language for _, _, language in wanted}:
         with translation.override(language):
-            member_list = member_lists.current(room_slug, room_id, version)
+            member_list = member_lists.current(room_slug, room.pk, room.version)
             members_html = member_lists.render(member_list, presence)
             for session_key, me in members.items():
                 context = {"room": room, "me": me, "count": member_list.count,
