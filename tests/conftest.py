@@ -89,9 +89,24 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return server_environment(tmp_path_factory.mktemp("servers"))
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
+CALL_FAILED = pytest.StashKey[bool]()
+LOG_LINES_SHOWN = 150  # of each server's log, when a test that started servers fails
+
+
 @pytest.fixture
-def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator:
-    """Starts real daphne processes on free ports, on an empty database; stops them after."""
+def start_server(
+    server_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator:
+    """Starts real daphne processes on free ports, on an empty database; stops them after.
+    If the test fails, the end of each server's log is shown with it."""
     empty_database(server_env)  # which restarts ids: a new member may have an old one's id
     servers: list[Daphne] = []
     # So this test's servers share nothing in Redis (presence, messages) with earlier ones.
@@ -109,6 +124,10 @@ def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator:
     yield start
     for server in servers:
         server.stop()
+    if request.node.stash.get(CALL_FAILED, False):
+        for number, server in enumerate(servers):
+            lines = server.log().splitlines()[-LOG_LINES_SHOWN:]
+            print(f"--- the end of server {number}'s log ---", *lines, sep="\n")
     if redis_url := server_env.get("REDIS_URL"):
         delete_keys(redis_url, test_prefix)
     crashes = [server.log() for server in servers if "Exception inside application" in server.log()]

@@ -141,6 +141,24 @@ async def test_a_live_task_that_dies_is_logged_counted_and_started_again(
 
 
 @pytest.mark.asyncio
+async def test_a_live_task_asked_for_as_it_ends_is_started_again() -> None:
+    """The watch ends when it sees no pages; a page that comes between that last look and the
+    end being handled (a callback later) must still be watched."""
+    core, runs = live_core(), []
+
+    async def sees_nothing_to_do() -> None:
+        runs.append(1)
+
+    core.tasks.supervise("probe", sees_nothing_to_do)
+    await asyncio.sleep(0)  # the task runs and ends; its end is handled a callback later
+    assert core.tasks.running["probe"].done()
+    core.tasks.supervise("probe", sees_nothing_to_do)
+    await until(lambda: len(runs) == 2, within=5)
+    await until(lambda: "probe" not in core.tasks.running, within=5)
+    await core.aclose()
+
+
+@pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_a_failure_delivering_to_one_page_does_not_stop_other_pages_or_later_changes(
     caplog,

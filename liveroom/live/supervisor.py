@@ -26,8 +26,10 @@ class Supervisor:
 
     def supervise(self, name: str, run: Run) -> None:
         """Run `run()` as the task `name` unless it runs already; if it dies, log it, count it
-        and start it again."""
-        if self.closed or name in self.running:
+        and start it again. A task that has ended but whose end is not yet handled counts as
+        not running: its last step may have been to see nothing left to do."""
+        running = self.running.get(name)
+        if self.closed or (running is not None and not running.done()):
             return
         task = self.loop.create_task(run(), name=f"liveroom {name}")
         self.running[name] = task

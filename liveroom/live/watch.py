@@ -53,7 +53,13 @@ class Watch:
         self.database_reachable = True  # as the watch last found it
 
     async def run(self) -> None:
-        """Runs while the process has room pages; the next page starts it again."""
+        """Runs while the process has room pages; the next page starts it again. Whether any
+        are left is the last thing it looks at: a page that came while it closed its Redis
+        client is watched too."""
+        while self.core.room_pages():
+            await self.watch_while_pages()
+
+    async def watch_while_pages(self) -> None:
         interval = settings.LIVEROOM_WATCH_INTERVAL
         redis = RedisCheck(settings.REDIS_URL, timeout=interval) if settings.REDIS_URL else None
         # The store's presence sequences of the last PRESENCE_HEAL_SECONDS, a dict a tick.
