@@ -196,7 +196,9 @@ def test_the_connection_indicator_says_reconnecting_until_the_server_is_back(
     expect(live).to_be_hidden()
 
     start_server(env=server.env, port=server.port)  # back at the same address
-    expect(live).to_be_visible(timeout=60_000)  # htmx reconnects with backoff
+    # htmx retries with full-jitter backoff: after 15 s of failures the next try may be up to
+    # 64 s after the last one (hx-ws: a random delay below 2 ** min(retries, 6) seconds).
+    expect(live).to_be_visible(timeout=70_000)
     expect(reconnecting).to_be_hidden()
     alice.close()
 
