@@ -89,16 +89,16 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return server_environment(tmp_path_factory.mktemp("servers"))
 
 
+CALL_FAILED = pytest.StashKey[bool]()
+LOG_LINES_SHOWN = 150  # of each server's log, when a test that started servers fails
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if report.when == "call":
         item.stash[CALL_FAILED] = report.failed
     return report
-
-
-CALL_FAILED = pytest.StashKey[bool]()
-LOG_LINES_SHOWN = 150  # of each server's log, when a test that started servers fails
 
 
 @pytest.fixture

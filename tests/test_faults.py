@@ -64,12 +64,15 @@ def shown_live(visitor: Visitor, server: Daphne, socket, text: str, within: floa
         try:
             if text in socket.recv(timeout=max(0.1, deadline - time.monotonic())):
                 return socket
+        except TimeoutError:
+            break
         except websockets.ConnectionClosed as closed:
             code = closed.rcvd.code if closed.rcvd else 1006
             assert code in RETRY_CODES, f"closed with {code}, which htmx does not retry"
             socket, snapshot = reconnect(visitor, server)
             if text in snapshot:
                 return socket
+    socket.close()
     raise AssertionError(f"{text!r} not shown within {within} s")
 
 
