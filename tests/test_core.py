@@ -17,6 +17,7 @@ from harness.waiting import until
 from liveroom.asgi import application
 from liveroom.live import supervisor
 from liveroom.live.core import live_core
+from liveroom.live.delivery import Outbox
 from liveroom.live.messages import room_group
 from liveroom.live.page import FORWARD, HANDLE, HOLD, RELEASE, SKIP, PageState
 from liveroom.live.snapshot_reads import SnapshotReads
@@ -155,6 +156,57 @@ async def test_a_live_task_asked_for_as_it_ends_is_started_again() -> None:
     core.tasks.supervise("probe", sees_nothing_to_do)
     await until(lambda: len(runs) == 2, within=5)
     await until(lambda: "probe" not in core.tasks.running, within=5)
+    await core.aclose()
+
+
+class BehindPage:
+    """A page the watch found behind: its state, and the snapshots it was sent."""
+
+    def __init__(self, version: int) -> None:
+        self.group_name, self.room_slug, self.version = "room.lobby", "lobby", version
+        self.snapshots = 0
+
+    async def send_snapshot(self, *, rewind: bool = False) -> None:
+        self.snapshots += 1
+
+
+@pytest.mark.asyncio
+async def test_the_watch_heals_a_missed_change_but_not_one_still_being_handed_out() -> None:
+    """A busy process hands a crowd's changes out late: the pages it has not reached yet are
+    not missing anything, and a snapshot each would only make it busier."""
+    core = live_core()
+    page = BehindPage(version=5)
+    core.groups["room.lobby"] = {page}  # type: ignore[arg-type]
+    outbox = Outbox(messages=[change(6)], sending=True, newest_version=6)
+    core.delivery.outboxes["room.lobby"] = outbox
+
+    core.watch.resync_still_behind([(page, 5, 6)])  # the database is at 6
+    await asyncio.sleep(0)
+    assert page.snapshots == 0  # 6 is here, on its way to the page
+
+    outbox.messages, outbox.sending = [], False  # handed out, and the page still shows 5
+    core.watch.resync_still_behind([(page, 5, 6)])
+    await until(lambda: page.snapshots == 1, within=5)
+
+    outbox.messages, outbox.sending = [change(6)], True  # busy, but 7 never came here
+    core.watch.resync_still_behind([(page, 5, 7)])
+    await until(lambda: page.snapshots == 2, within=5)
+    core.groups.clear()
+    await core.aclose()
+
+
+@pytest.mark.asyncio
+async def test_the_newest_change_taken_is_kept_per_room_and_forgotten_on_a_rewind() -> None:
+    core = live_core()
+    delivery = core.delivery
+    delivery.gather({"type": "room.batch", "group": "room.lobby",
+                     "messages": [change(8), presence(4), change(7)]})  # fmt: skip
+    # Until the loop runs the delivery, the three wait in the room's outbox.
+    assert delivery.on_the_way("room.lobby", 8)
+    assert not delivery.on_the_way("room.lobby", 9)
+    assert not delivery.on_the_way("room.other", 1)
+    delivery.rewound("room.lobby")  # a restored database: its versions start lower
+    assert not delivery.on_the_way("room.lobby", 2)
     await core.aclose()
 
 

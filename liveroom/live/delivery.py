@@ -59,6 +59,9 @@ class Outbox:
     messages: list[Message] = field(default_factory=list)
     sent_at: float = float("-inf")  # loop time
     sending: bool = False  # a task is handing them to the pages
+    # The newest version of the room's changes this process has taken: its pages get it from
+    # here (or heal the gap before it), and need no snapshot to catch up with it.
+    newest_version: int = 0
 
 
 class Delivered(Protocol):
@@ -83,15 +86,32 @@ class Delivery:
         """The group's last page here went."""
         self.outboxes.pop(group, None)
 
+    def on_the_way(self, group: str, version: int) -> bool:
+        """Whether the room's change at `version` (or a later one) is here and not yet handed to
+        every page of the room."""
+        outbox = self.outboxes.get(group)
+        return (
+            outbox is not None
+            and outbox.newest_version >= version
+            and (outbox.sending or bool(outbox.messages))
+        )
+
+    def rewound(self, group: str) -> None:
+        """The room's versions went back (a restored database): what was taken says nothing
+        about the versions to come."""
+        if (outbox := self.outboxes.get(group)) is not None:
+            outbox.newest_version = 0
+
     def gather(self, message: Message | RoomBatch) -> None:
         group = message["group"]
         outbox = self.outboxes.get(group)
         if outbox is None:
             outbox = self.outboxes[group] = Outbox()
-        if message["type"] == BATCH_EVENT:
-            outbox.messages.extend(message["messages"])
-        else:
-            outbox.messages.append(message)
+        taken = message["messages"] if message["type"] == BATCH_EVENT else [message]
+        outbox.messages.extend(taken)
+        for change in taken:
+            if change["type"] == CHANGE_EVENT and change["version"] > outbox.newest_version:
+                outbox.newest_version = change["version"]
         if not outbox.sending:
             outbox.sending = True
             self.core.tasks.spawn(self.send_gathered(group, outbox))

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import translation
 
+from liveroom.live.delivery import Delivery
 from liveroom.live.page import GAP_SECONDS, Page
 from liveroom.live.readers import Readers
 from liveroom.live.redis_check import RedisCheck
@@ -39,6 +40,7 @@ class Watched(Protocol):
 
     tasks: Supervisor
     readers: Readers
+    delivery: Delivery
 
     def room_pages(self) -> list[Page]: ...
 
@@ -131,6 +133,8 @@ class Watch:
             )  # fmt: skip
             for room_slug in {page.room_slug for page in ahead}:
                 member_lists.forget(room_slug)
+            for group in {page.group_name for page in ahead}:
+                self.core.delivery.rewound(group)
             for page in ahead:
                 spawn(page.send_snapshot(rewind=True))
         if behind:
@@ -138,12 +142,17 @@ class Watch:
 
     def resync_still_behind(self, behind: list[tuple[Page, int, int]]) -> None:
         """Pages that missed a change (lost, skipped, or written outside the app) get a
-        snapshot; pages the change reached meanwhile, pages still being sent changes, and pages
-        that closed need nothing (the next read looks again)."""
+        snapshot. Pages the change reached meanwhile, pages still being sent changes, pages of
+        a room whose change this process has and is still handing out (late only because the
+        process is busy: a snapshot each would make it busier) and pages that closed need
+        nothing (the next read looks again)."""
+        on_the_way = self.core.delivery.on_the_way
         missed = [
             page
             for page, version_shown, version in behind
-            if version_shown == page.version < version and self.core.is_open(page)
+            if version_shown == page.version < version
+            and not on_the_way(page.group_name, version)
+            and self.core.is_open(page)
         ]
         if missed:
             logger.info("%d pages missed a change; sending them the whole list", len(missed))
