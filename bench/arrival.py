@@ -13,8 +13,10 @@ on a noisy machine. liveroom is started the way production runs it (`python -m
 liveroom.server`, DATABASE_URL and REDIS_URL from the environment, presence and heartbeats on,
 join limits lifted); the load client shares the machine's cores.
 
-Prints per-arrival p50/p99, the time until all arrived, failures, the server's CPU time and the
-bytes each person received.
+Prints per-arrival p50/p99, the time until all arrived, failures, the server's CPU time, the
+bytes each person received and, for liveroom, how many whole lists its watch sent to pages it
+took for behind (from the servers' logs): an arrival misses no change, so any it sends is work
+a busy server made for itself.
 """
 
 import argparse
@@ -22,6 +24,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -36,6 +39,7 @@ from bench.fanout import production_environment
 from harness.servers import ROOT, Daphne, free_port
 
 STEP_SECONDS = 30
+WATCH_LISTS = re.compile(r"(\d+) pages missed a change; sending them the whole list")
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Result:
     server_cpu_s: float
     kib_per_person: float
     failure_kinds: dict[str, int] = field(default_factory=dict)
+    watch_lists: int | None = None  # whole lists the watch sent (liveroom only)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -198,7 +203,8 @@ def print_result(result: Result) -> None:
         f"{' ' + json.dumps(result.failure_kinds) if result.failure_kinds else ''}; "
         f"arrival p50/p99/max {result.p50_s:.2f}/{result.p99_s:.2f}/{result.max_s:.2f} s; "
         f"all arrived after {result.all_arrived_s:.1f} s; server CPU {result.server_cpu_s:.1f} s; "
-        f"{result.kib_per_person:.1f} KiB a person",
+        f"{result.kib_per_person:.1f} KiB a person"
+        + ("" if result.watch_lists is None else f"; watch's whole lists {result.watch_lists}"),
         flush=True,
     )
 
@@ -208,16 +214,24 @@ async def run_liveroom(people: int, at_once: int, processes: int) -> Result:
     env = production_environment(work)
     servers = [Daphne(env, work / f"server-{i}.log").start() for i in range(processes)]
     try:
-        return await measure(
+        result = await measure(
             "liveroom",
             [server.url for server in servers],
             [server.process.pid for server in servers],
             people,
             at_once,
         )
+        result.watch_lists = sum(watch_lists(server.log_path.read_text()) for server in servers)
+        return result
     finally:
         for server in servers:
             server.stop()
+
+
+def watch_lists(log: str) -> int:
+    """The pages a server's watch sent a whole list, as its log says ("N pages missed a
+    change")."""
+    return sum(int(count) for count in WATCH_LISTS.findall(log))
 
 
 async def run_bare(people: int, at_once: int) -> Result:

@@ -52,6 +52,8 @@ def test_the_arrival_benchmark_runs_against_liveroom_and_its_reference(tmp_path:
     assert (liveroom["server"], liveroom["arrived"], liveroom["failures"]) == ("liveroom", 20, 0)
     assert (bare["server"], bare["arrived"], bare["failures"]) == ("bare", 20, 0)
     assert "liveroom / bare: server CPU x" in output
+    assert liveroom["watch_lists"] is not None  # read from the server's log
+    assert f"watch's whole lists {liveroom['watch_lists']}" in output
 
 
 def test_the_burst_benchmark_sees_everyone_arrive_on_the_open_page(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
+from bench.arrival import watch_lists
 from harness.waiting import until
 from liveroom.asgi import application
 from liveroom.live import supervisor
@@ -171,7 +172,9 @@ class BehindPage:
 
 
 @pytest.mark.asyncio
-async def test_the_watch_heals_a_missed_change_but_not_one_still_being_handed_out() -> None:
+async def test_the_watch_heals_a_missed_change_but_not_one_still_being_handed_out(
+    caplog,
+) -> None:
     """A busy process hands a crowd's changes out late: the pages it has not reached yet are
     not missing anything, and a snapshot each would only make it busier."""
     core = live_core()
@@ -185,8 +188,10 @@ async def test_the_watch_heals_a_missed_change_but_not_one_still_being_handed_ou
     assert page.snapshots == 0  # 6 is here, on its way to the page
 
     outbox.messages, outbox.sending = [], False  # handed out, and the page still shows 5
-    core.watch.resync_still_behind([(page, 5, 6)])
+    with caplog.at_level(logging.INFO, logger="liveroom.live.watch"):
+        core.watch.resync_still_behind([(page, 5, 6)])
     await until(lambda: page.snapshots == 1, within=5)
+    assert watch_lists(caplog.text) == 1  # the log line bench.arrival counts
 
     outbox.messages, outbox.sending = [change(6)], True  # busy, but 7 never came here
     core.watch.resync_still_behind([(page, 5, 7)])
