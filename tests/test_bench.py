@@ -56,6 +56,39 @@ def test_the_arrival_benchmark_runs_against_liveroom_and_its_reference(tmp_path:
     assert f"watch's whole lists {liveroom['watch_lists']}" in output
 
 
+def test_the_against_benchmark_alternates_an_older_commit_with_this_checkout() -> None:
+    output = run_bench(
+        "bench.against", "HEAD~1", "--rounds", "2", "--", "--people", "10", "--at-once", "5"
+    )
+    older = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD~1"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    assert output.count(f"  {older} ") == 2, output  # the older commit's line in each round
+    ratios = re.findall(r"server CPU x([0-9.]+), arrival p99 x([0-9.]+)", output)
+    assert len(ratios) == 2, output
+    assert all(float(cpu) > 0 for cpu, _ in ratios), output
+    assert "median of 2 rounds, " in output
+    assert "failures 0" in output
+    assert worktrees() == 1  # the older checkout is gone
+
+
+def test_the_against_benchmark_says_what_it_cannot_compare_with() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.against", "no-such-commit"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 1
+    assert "bench.against: git rev-parse" in completed.stderr
+    assert worktrees() == 1
+
+
+def worktrees() -> int:
+    listed = subprocess.run(
+        ["git", "worktree", "list", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    return listed.count("worktree ")
+
+
 def test_the_burst_benchmark_sees_everyone_arrive_on_the_open_page(tmp_path: Path) -> None:
     figures = tmp_path / "burst.json"
     output = run_bench("bench.burst", "--joins", "40", "--at-once", "10", "--json", str(figures))
