@@ -88,15 +88,18 @@ def compare(commit: str, rounds: int, extra: list[str]) -> list[tuple[float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog="Arguments after -- go to bench.arrival."
+    )
     parser.add_argument("commit", help="the older code: a commit, tag or branch")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("extra", nargs="*", help="after --: more bench.arrival arguments")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, extra = parser.parse_args(argv[:cut]), argv[cut + 1 :]
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     try:
-        compare(args.commit, args.rounds, args.extra)
+        compare(args.commit, args.rounds, extra)
     except Failed as failure:
         sys.exit(f"bench.against: {failure}")
 
