@@ -42,7 +42,8 @@ test-services: $(VENV)/.dev chromium haproxy gettext
 
 # The benchmarks of docs/performance.md on PostgreSQL + Redis (slow: about half an hour): fan-out
 # from 100 to 10,000 pages (two processes at 10,000), a room of 50,000 members, a burst of 2,000
-# joins, 1,000 arrivals against the bare reference. Results go to a dated folder of docs/results/.
+# joins, 1,000 arrivals against the bare reference and the floor (bench/floor.py). Results go to
+# a dated folder of docs/results/.
 RESULTS := docs/results/$(shell date +%F)
 bench: $(VENV)/.dev
 	mkdir -p $(RESULTS)
@@ -50,7 +51,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.fanout --json $(RESULTS)/fanout.json && \
 	$(BIN)/python -m bench.crowd --json $(RESULTS)/crowd.json && \
 	$(BIN)/python -m bench.burst --json $(RESULTS)/burst.json && \
-	$(BIN)/python -m bench.arrival --json $(RESULTS)/arrival.json
+	$(BIN)/python -m bench.arrival --floor --json $(RESULTS)/arrival.json
 	$(BIN)/python -m bench.plot $(RESULTS)/fanout.json $(RESULTS)/fanout-latency.svg
 
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.

@@ -17,6 +17,11 @@ Prints per-arrival p50/p99, the time until all arrived, failures, the server's C
 bytes each person received and, for liveroom, how many whole lists its watch sent to pages it
 took for behind (from the servers' logs): an arrival misses no change, so any it sends is work
 a busy server made for itself.
+
+With `--floor`, the same arrival also runs against bench/floor.py on liveroom's server: the
+stack liveroom runs on (daphne, Django with liveroom's settings and middleware, Channels) with
+an application that does nothing of its own; it prints that floor's CPU as a share of
+liveroom's.
 """
 
 import argparse
@@ -39,6 +44,7 @@ from bench.fanout import production_environment
 from harness.servers import ROOT, Daphne, free_port
 
 STEP_SECONDS = 30
+FLOOR = "bench.floor:application"
 WATCH_LISTS = re.compile(r"(\d+) pages missed a change; sending them the whole list")
 
 
@@ -234,6 +240,17 @@ def watch_lists(log: str) -> int:
     return sum(int(count) for count in WATCH_LISTS.findall(log))
 
 
+async def run_floor(people: int, at_once: int) -> Result:
+    """The same arrival on liveroom's server running bench/floor.py: the stack, doing nothing."""
+    work = Path(tempfile.mkdtemp(prefix="liveroom-arrival-floor-"))
+    server = Daphne(production_environment(work), work / "floor.log", extra_args=(FLOOR,))
+    server.start()
+    try:
+        return await measure("floor", [server.url], [server.process.pid], people, at_once)
+    finally:
+        server.stop()
+
+
 async def run_bare(people: int, at_once: int) -> Result:
     port = free_port()
     command = [sys.executable, "-m", "bench.bare_room", "--port", str(port)]
@@ -258,6 +275,12 @@ async def run(args: argparse.Namespace) -> list[Result]:
     liveroom = await run_liveroom(args.people, args.at_once, args.servers)
     print_result(liveroom)
     results = [liveroom]
+    if args.floor:
+        floor = await run_floor(args.people, args.at_once)
+        print_result(floor)
+        results.append(floor)
+        share = floor.server_cpu_s / max(liveroom.server_cpu_s, 0.01)
+        print(f"floor / liveroom: server CPU x{share:.2f}", flush=True)
     if not args.no_reference:
         bare = await run_bare(args.people, args.at_once)
         print_result(bare)
@@ -274,6 +297,9 @@ def main() -> None:
     parser.add_argument("--at-once", type=int, default=50)
     parser.add_argument("--servers", type=int, default=1, help="liveroom processes")
     parser.add_argument("--no-reference", action="store_true", help="skip the bare server")
+    parser.add_argument(
+        "--floor", action="store_true", help="also run bench/floor.py: the stack, doing nothing"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     results = asyncio.run(run(args))

@@ -47,11 +47,15 @@ def run_bench(*args: str) -> str:
 
 def test_the_arrival_benchmark_runs_against_liveroom_and_its_reference(tmp_path: Path) -> None:
     figures = tmp_path / "arrival.json"
-    output = run_bench("bench.arrival", "--people", "20", "--at-once", "5", "--json", str(figures))
-    liveroom, bare = json.loads(figures.read_text())
+    output = run_bench(
+        "bench.arrival", "--people", "20", "--at-once", "5", "--floor", "--json", str(figures)
+    )
+    liveroom, floor, bare = json.loads(figures.read_text())
     assert (liveroom["server"], liveroom["arrived"], liveroom["failures"]) == ("liveroom", 20, 0)
+    assert (floor["server"], floor["arrived"], floor["failures"]) == ("floor", 20, 0)
     assert (bare["server"], bare["arrived"], bare["failures"]) == ("bare", 20, 0)
     assert "liveroom / bare: server CPU x" in output
+    assert "floor / liveroom: server CPU x" in output
     assert liveroom["watch_lists"] is not None  # read from the server's log
     assert f"watch's whole lists {liveroom['watch_lists']}" in output
 
