@@ -18,10 +18,11 @@ bytes each person received and, for liveroom, how many whole lists its watch sen
 took for behind (from the servers' logs): an arrival misses no change, so any it sends is work
 a busy server made for itself.
 
-With `--floor`, the same arrival also runs against bench/floor.py on liveroom's server: the
-stack liveroom runs on (daphne, Django with liveroom's settings and middleware, Channels) with
-an application that does nothing of its own; it prints that floor's CPU as a share of
-liveroom's.
+`--set NAME=VALUE` gives liveroom's servers a setting (say `--set LIVEROOM_PRESENCE=0`), to
+see what a part of liveroom costs by turning it off. With `--floor`, the same arrival also runs
+against bench/floor.py on liveroom's server: the stack liveroom runs on (daphne, Django with
+liveroom's settings and middleware, Channels) with an application that does nothing of its
+own; it prints that floor's CPU as a share of liveroom's.
 """
 
 import argparse
@@ -215,9 +216,11 @@ def print_result(result: Result) -> None:
     )
 
 
-async def run_liveroom(people: int, at_once: int, processes: int) -> Result:
+async def run_liveroom(
+    people: int, at_once: int, processes: int, settings: dict[str, str] | None = None
+) -> Result:
     work = Path(tempfile.mkdtemp(prefix="liveroom-arrival-"))
-    env = production_environment(work)
+    env = production_environment(work) | (settings or {})
     servers = [Daphne(env, work / f"server-{i}.log").start() for i in range(processes)]
     try:
         result = await measure(
@@ -272,7 +275,7 @@ async def run_bare(people: int, at_once: int) -> Result:
 
 
 async def run(args: argparse.Namespace) -> list[Result]:
-    liveroom = await run_liveroom(args.people, args.at_once, args.servers)
+    liveroom = await run_liveroom(args.people, args.at_once, args.servers, dict(args.set))
     print_result(liveroom)
     results = [liveroom]
     if args.floor:
@@ -291,6 +294,14 @@ async def run(args: argparse.Namespace) -> list[Result]:
     return results
 
 
+def setting(text: str) -> tuple[str, str]:
+    """NAME=VALUE, as --set takes it."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=1000)
@@ -300,6 +311,10 @@ def main() -> None:
     parser.add_argument(
         "--floor", action="store_true", help="also run bench/floor.py: the stack, doing nothing"
     )
+    parser.add_argument(
+        "--set", type=setting, action="append", default=[], metavar="NAME=VALUE",
+        help="an environment variable for liveroom's servers (docs/configuration.md); repeatable",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     results = asyncio.run(run(args))

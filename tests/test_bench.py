@@ -60,6 +60,21 @@ def test_the_arrival_benchmark_runs_against_liveroom_and_its_reference(tmp_path:
     assert f"watch's whole lists {liveroom['watch_lists']}" in output
 
 
+def test_the_arrival_benchmark_gives_liveroom_the_settings_it_is_asked_to() -> None:
+    def arrival(*settings: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "bench.arrival", "--people", "2", "--no-reference", *settings],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    refused = arrival("--set", "LIVEROOM_EMPTY_ROOM_SECONDS=-1")  # the server will not start
+    assert refused.returncode != 0
+    assert "LIVEROOM_EMPTY_ROOM_SECONDS must be 0 or more" in refused.stderr
+    malformed = arrival("--set", "LIVEROOM_PRESENCE")
+    assert malformed.returncode == 2
+    assert "expected NAME=VALUE, got 'LIVEROOM_PRESENCE'" in malformed.stderr
+
+
 def test_the_against_benchmark_alternates_an_older_commit_with_this_checkout() -> None:
     output = run_bench(
         "bench.against", "HEAD~1", "--rounds", "2", "--", "--people", "10", "--at-once", "5"
