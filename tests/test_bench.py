@@ -76,6 +76,7 @@ def test_the_arrival_benchmark_gives_liveroom_the_settings_it_is_asked_to() -> N
 
 
 def test_the_against_benchmark_alternates_an_older_commit_with_this_checkout() -> None:
+    before = worktrees()
     output = run_bench(
         "bench.against", "HEAD~1", "--rounds", "2", "--", "--people", "10", "--at-once", "5"
     )
@@ -88,20 +89,22 @@ def test_the_against_benchmark_alternates_an_older_commit_with_this_checkout() -
     assert all(float(cpu) > 0 for cpu, _ in ratios), output
     assert "median of 2 rounds, " in output
     assert "failures 0" in output
-    assert worktrees() == 1  # the older checkout is gone
+    assert worktrees() == before  # the older checkout is gone
 
 
 def test_the_against_benchmark_says_what_it_cannot_compare_with() -> None:
+    before = worktrees()
     completed = subprocess.run(
         [sys.executable, "-m", "bench.against", "no-such-commit"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert completed.returncode == 1
     assert "bench.against: git rev-parse" in completed.stderr
-    assert worktrees() == 1
+    assert worktrees() == before
 
 
 def worktrees() -> int:
+    """The repository's checkouts, its own included (a developer may have more)."""
     listed = subprocess.run(
         ["git", "worktree", "list", "--porcelain"], cwd=ROOT, capture_output=True, text=True
     ).stdout
