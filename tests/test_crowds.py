@@ -62,6 +62,28 @@ def test_a_crowded_page_reads_a_bounded_window_of_members() -> None:
         assert "LIMIT" in sql, sql
 
 
+def test_a_crowded_room_listed_again_reads_its_window_alone() -> None:
+    alice, *_ = members_join("Alice", "Bob", "Carol", "Dave", "Erin")
+    assert alice.get(room_url("big")).status_code == 200  # the list kept at this version
+    members_join("Frank")
+    with CaptureQueriesContext(connection) as queries:
+        page = Page(alice.get(room_url("big")).content.decode())
+    assert page.members() == ["Erin", "Frank"]
+    window_reads = [query["sql"] for query in queries if "room__member_count" in query["sql"]]
+    assert len(window_reads) == 1, window_reads
+    assert window_reads[0].endswith("LIMIT 2")
+
+
+def test_a_page_loaded_once_the_crowd_has_gone_lists_everyone_again() -> None:
+    alice, _, _, dave, erin = members_join("Alice", "Bob", "Carol", "Dave", "Erin")
+    assert Page(alice.get(room_url("big")).content.decode()).members() == ["Dave", "Erin"]
+    for client in (dave, erin):
+        assert client.post(room_url("big", "leave")).status_code == 302
+    page = Page(alice.get(room_url("big")).content.decode())
+    assert page.members() == ["Alice", "Bob", "Carol"]
+    assert page.text("#member-count") == "3 people here"
+
+
 def test_search_finds_anyone_by_part_of_a_name_in_any_case() -> None:
     alice, *_ = members_join("Alice", "Bob", "Carol", "Dave", "Erin", "Caroline")
     page = Page(alice.get(room_url("big"), {"q": "CAROL"}).content.decode())

@@ -36,6 +36,29 @@ def test_joining_writes_the_new_session_once_and_reads_nothing_of_it(
     assert Member.objects.get().session_key == key
 
 
+def test_a_join_that_starts_the_session_looks_up_no_membership_and_a_rename_does(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cleanup.sweeps, "next_sweep", math.inf)
+
+    def member_lookups(name: str) -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.post("/room/join/", {"name": name}).status_code == 302
+        return [q["sql"] for q in queries
+                if q["sql"].startswith('SELECT "liveroom_member"."id"')]  # fmt: skip
+
+    assert member_lookups("Alice") == []  # a key drawn in this request: nobody has it yet
+    assert len(member_lookups("Alicia")) == 1  # the same session again: its membership
+    assert list(Member.objects.values_list("name", flat=True)) == ["Alicia"]
+
+
+def test_a_store_says_whether_it_started_the_session() -> None:
+    started = SessionStore()
+    started.create()
+    assert sessions.started_here(started)
+    assert not sessions.started_here(SessionStore(started.session_key))  # from a cookie
+
+
 def test_data_set_after_the_session_started_is_saved() -> None:
     store = SessionStore()
     store.create()

@@ -35,22 +35,23 @@ class Listed:
     rows: list[tuple]  # (id, *Member.SHOWN_FIELDS) of each member listed
 
 
-def listed(room_id: int) -> Listed:
+def listed(room_id: int, *, crowded: bool = False) -> Listed:
     """What pages of the room list now, with the room's version and member count, read in one
     statement: exactly the state at that version. By the room's id: the planner then walks the
-    index from its newest end."""
-    most = settings.LIVEROOM_FULL_LIST_MAX + 1
-    rows = list(
-        Member.objects.filter(room_id=room_id)
-        .order_by("-joined_at", "-id")
-        .values_list("room__version", "room__member_count", "id", *Member.SHOWN_FIELDS)[:most]
-    )
-    if not rows:
+    index from its newest end. A room that was `crowded` when last listed is read for its
+    window alone (and read again whole in the rare case it no longer is)."""
+    full, recent = settings.LIVEROOM_FULL_LIST_MAX, settings.LIVEROOM_RECENT_ARRIVALS
+    newest = Member.objects.filter(room_id=room_id).order_by("-joined_at", "-id")
+    rows = newest.values_list("room__version", "room__member_count", "id", *Member.SHOWN_FIELDS)
+    read = list(rows[: recent if crowded else full + 1])
+    if not read:
         return Listed(room_id, room_version(room_id), 0, [])
-    version, total = rows[0][:2]
-    shown = [row[2:] for row in rows]
+    version, total = read[0][:2]
+    if crowded and not is_crowded(total) and total > len(read):  # the crowd has gone
+        return listed(room_id)
+    shown = [row[2:] for row in read]
     if is_crowded(total):
-        shown = shown[: settings.LIVEROOM_RECENT_ARRIVALS]
+        shown = shown[:recent]
     return Listed(room_id, version, total, shown[::-1])
 
 

@@ -129,7 +129,7 @@ def render_member_list(room_id: int, previous: MemberList | None = None) -> Memb
     fields = Member.SHOWN_FIELDS
     # One statement reads the members and the room version together, so the list is exactly
     # the state at that version: later changes are newer, earlier ones are included.
-    now = listed(room_id)
+    now = listed(room_id, crowded=previous is not None and previous.crowded)
     entries: dict[int, tuple[str, str]] = {}
     shown: dict[int, tuple] = {}
     for member_id, *values in now.rows:

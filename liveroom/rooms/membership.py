@@ -20,12 +20,15 @@ from liveroom.rooms.models import Member, Room
 from liveroom.rooms.signals import room_changed, room_closed
 
 
-def member_join(*, room_slug: str, session_key: str, name: str) -> Member:
+def member_join(
+    *, room_slug: str, session_key: str, name: str, new_session: bool = False
+) -> Member:
     """Add the session to the room under `name` (the first member starts the room), or rename
-    its existing membership."""
+    its existing membership. A `new_session` (its key drawn in this request) has none to look
+    up."""
     with transaction.atomic():
         room, _ = Room.objects.select_for_update().get_or_create(slug=room_slug)
-        member = room.members.filter(session_key=session_key).first()
+        member = None if new_session else room.members.filter(session_key=session_key).first()
         if member is None:
             member = Member.objects.create(room=room, session_key=session_key, name=name)
             _announce(room, member, "joined")

@@ -69,9 +69,16 @@ def new_session_key() -> str:
     return base64.b32encode(secrets.token_bytes(20)).decode().lower()
 
 
+def started_here(session: SessionBase) -> bool:
+    """Whether `session` was started by the request it belongs to: its key is new, so nothing
+    (a membership) can be stored under it yet. False when the engine cannot tell."""
+    return isinstance(session, SessionStore) and session.started_here
+
+
 class SessionStore(db.SessionStore):
     # The key and data create() inserted, while nothing else has been saved.
     _as_created: tuple[str, dict[str, Any]] | None = None
+    started_here = False  # create() drew this store's key: it is new
 
     def _get_new_session_key(self) -> str:
         return new_session_key()
@@ -79,6 +86,7 @@ class SessionStore(db.SessionStore):
     def create(self) -> None:
         super().create()
         assert self.session_key is not None
+        self.started_here = True
         self._as_created = (self.session_key, dict(self.items()))
 
     def save(self, must_create: bool = False) -> None:

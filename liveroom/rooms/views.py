@@ -18,7 +18,7 @@ from liveroom.rooms.membership import member_join, member_leave, member_show
 from liveroom.rooms.models import Member, Room
 from liveroom.rooms.preferences import PAUSED_KEY, QUIET_KEY, preferences
 from liveroom.rooms.ratelimit import limit_membership_changes
-from liveroom.rooms.sessions import stored_data
+from liveroom.rooms.sessions import started_here, stored_data
 
 
 def unsaved_room(slug: str) -> Room:
@@ -102,7 +102,12 @@ def join(request: HttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpResponse:
     name = form.cleaned_data["name"]
     session_key = request.session.session_key
     assert session_key is not None  # just created if it was missing
-    member_join(room_slug=room.slug, session_key=session_key, name=name)
+    member_join(
+        room_slug=room.slug,
+        session_key=session_key,
+        name=name,
+        new_session=started_here(request.session),
+    )
     cleanup.sweeps.now_and_then()
     return redirect(room.url())
 
