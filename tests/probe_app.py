@@ -5,7 +5,8 @@ liveroom's daphne does. Not part of liveroom: it imports nothing from the app bu
 Socket commands: "inspect" (what is still kept of the handshake), "flood N SIZE" (N numbered
 frames of SIZE bytes written at once, then N more half a second later), "close CODE". Over HTTP,
 /slow sends its head at once and the rest of its body 2 s later, /status says what the server's
-status extension says, and any other path answers "ready".
+status extension says, /process what the server set up in its process (the garbage collector,
+autobahn's debug formatting), and any other path answers "ready".
 """
 
 import asyncio
@@ -33,6 +34,14 @@ async def application(scope, receive, send) -> None:
         if scope["path"] == "/status":
             status = scope.get("extensions", {}).get(STATUS_EXTENSION)
             body = json.dumps({"draining": status.draining if status else None}).encode()
+        if scope["path"] == "/process":
+            import autobahn.websocket.protocol
+
+            body = json.dumps({
+                "frozen": gc.get_freeze_count(),
+                "young_threshold": gc.get_threshold()[0],
+                "configuration_formatted_by": autobahn.websocket.protocol.pformat.__name__,
+            }).encode()  # fmt: skip
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
         return

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from harness.servers import ROOT, Daphne, Visitor, free_port, held_listener, read_snapshot
 from harness.waiting import eventually
-from liveroom.server.server import LISTEN_BACKLOG, with_backlog
+from liveroom.server.server import GC_YOUNG_THRESHOLD, LISTEN_BACKLOG, with_backlog
 
 
 def probe_server(tmp_path: Path, listener: socket.socket | None = None, **env: str) -> Daphne:
@@ -293,6 +293,74 @@ def run_python(code: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout + result.stderr
+
+
+def test_the_server_keeps_what_it_loaded_out_of_collections_and_formats_nothing_unlogged(
+    probe: Daphne,
+) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{probe.port}/process", timeout=5) as answer:
+        process = json.loads(answer.read())
+    assert process["frozen"] > 10_000  # the modules, the settings, the application
+    assert process["young_threshold"] == GC_YOUNG_THRESHOLD
+    assert process["configuration_formatted_by"] == "_connection_debug_format"
+
+
+def test_autobahns_configuration_is_formatted_at_log_level_debug_only() -> None:
+    output = run_python(
+        "import txaio; txaio.use_twisted()\n"
+        "from liveroom.server.server import _connection_debug_format as formatted\n"
+        "print(formatted([('openHandshakeTimeout', 5)]))\n"
+        "txaio.set_global_log_level('debug')\n"
+        "print(formatted([('openHandshakeTimeout', 5)]))\n"
+    )
+    assert output.splitlines() == [
+        "(formatted at log level debug)",
+        "[('openHandshakeTimeout', 5)]",
+    ]
+
+
+def test_twisted_parses_no_post_form_daphne_would_not_read() -> None:
+    from twisted.internet.testing import StringTransport
+    from twisted.web import http
+
+    from liveroom.server.http_protocol import LiveroomHTTPChannel
+
+    seen = []
+
+    class Recorded(http.Request):
+        def process(self) -> None:
+            seen.append(self.args)
+            self.finish()
+
+    channel = LiveroomHTTPChannel()
+    channel.requestFactory = Recorded  # as daphne sets its WebRequest
+    channel.makeConnection(StringTransport())
+    channel.dataReceived(
+        b"POST /room/join/?next=1 HTTP/1.1\r\nHost: a\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n\r\n"
+        b"name=Alice"
+    )
+    assert seen == [{b"next": [b"1"]}]  # the query's arguments; the body left as it came
+    channel.connectionLost(None)
+
+
+def test_twisted_formats_no_access_log_line_when_daphne_sends_its_log_nowhere() -> None:
+    from daphne.http_protocol import HTTPFactory
+
+    from liveroom.server.server import LiveroomServer
+
+    for verbosity, formatted in [(1, False), (2, True)]:
+        server = LiveroomServer(None, endpoints=["tcp:port=0"], verbosity=verbosity)
+        server.http_factory = HTTPFactory(server)
+        server.http_factory.startFactory()
+        try:
+            server.http_factory.log(object())  # Twisted's formatter would read the request
+        except AttributeError:
+            assert formatted
+        else:
+            assert not formatted
+        finally:
+            server.http_factory.stopFactory()
 
 
 def test_untested_library_versions_get_stock_daphne_and_a_log_line() -> None:

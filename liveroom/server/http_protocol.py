@@ -1,6 +1,8 @@
 """HTTP connections: an answer for headers too long (431) or too slow (408), requests counted by
-the server's Admission, and a request's connection closed once it is answered (draining)."""
+the server's Admission, no POST form parsed by Twisted, and a request's connection closed once
+it is answered (draining)."""
 
+from functools import partial
 from typing import Any
 
 from twisted.internet.protocol import connectionDone
@@ -21,6 +23,17 @@ class LiveroomHTTPChannel(http.HTTPChannel):
     header_deadline: Any = None  # an IDelayedCall (zope interfaces type badly)
     header_seconds = HEADER_SECONDS
     admission: Admission | None = None
+    _request_factory: Any = http.Request
+
+    @property
+    def requestFactory(self) -> Any:
+        return self._request_factory
+
+    @requestFactory.setter
+    def requestFactory(self, factory: Any) -> None:
+        # Twisted would parse a POST's form body into `request.args` (its content type read
+        # through the email package): daphne passes the body on as it came, and reads no args.
+        self._request_factory = partial(factory, parsePOSTFormSubmission=False)
 
     def dataReceived(self, data: bytes) -> None:
         if self.awaiting_headers and self.header_deadline is None:
