@@ -16,7 +16,10 @@ join limits lifted); the load client shares the machine's cores.
 Prints per-arrival p50/p99, the time until all arrived, failures, the server's CPU time, the
 bytes each person received and, for liveroom, how many whole lists its watch sent to pages it
 took for behind (from the servers' logs): an arrival misses no change, so any it sends is work
-a busy server made for itself.
+a busy server made for itself. Then where that CPU went, from /proc: the event loop's thread
+(daphne, Twisted, the live core) and the other threads (Django's requests, the database pool),
+the part of it that was the kernel's, and how often the threads were switched out (waiting for
+the database, and for each other's turn with Python's interpreter lock).
 
 `--set NAME=VALUE` gives liveroom's servers a setting (say `--set LIVEROOM_PRESENCE=0`), to
 see what a part of liveroom costs by turning it off. With `--floor`, the same arrival also runs
@@ -27,6 +30,7 @@ own; it prints that floor's CPU as a share of liveroom's.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -65,6 +69,7 @@ class Result:
     kib_per_person: float
     failure_kinds: dict[str, int] = field(default_factory=dict)
     watch_lists: int | None = None  # whole lists the watch sent (liveroom only)
+    threads: "Threads | None" = None
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -73,8 +78,57 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    user, system = cpu_times(f"/proc/{pid}/stat")
+    return user + system
+
+
+def cpu_times(stat_path: str) -> tuple[float, float]:
+    """User and system CPU seconds of a process or thread, from its /proc stat."""
+    fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Threads:
+    """Where servers' CPU went between two readings: the event loop's thread (the main one)
+    and the rest, the kernel's part of it, and how many times their threads were switched out
+    (of the threads alive at the second reading)."""
+
+    event_loop_cpu_s: float = 0.0
+    other_threads_cpu_s: float = 0.0
+    system_cpu_s: float = 0.0
+    context_switches: int = 0
+
+
+def thread_readings(pid: int) -> dict[str, float]:
+    """One server's counters: its main thread's CPU, the process's CPU and system time, and
+    each thread's context switches (by thread id)."""
+    readings = {"main": sum(cpu_times(f"/proc/{pid}/task/{pid}/stat"))}
+    readings["user"], readings["system"] = cpu_times(f"/proc/{pid}/stat")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            status = (task / "status").read_text()
+            readings[f"switches {task.name}"] = sum(
+                int(line.split()[1]) for line in status.splitlines()
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
+            )  # fmt: skip
+    return readings
+
+
+def threads_between(before: list[dict[str, float]], after: list[dict[str, float]]) -> Threads:
+    threads = Threads()
+    for start, end in zip(before, after, strict=True):
+        loop = end["main"] - start["main"]
+        total = end["user"] + end["system"] - start["user"] - start["system"]
+        threads.event_loop_cpu_s += loop
+        threads.other_threads_cpu_s += max(0.0, total - loop)  # (to the clock's tick)
+        threads.system_cpu_s += end["system"] - start["system"]
+        threads.context_switches += int(sum(
+            count - start.get(name, 0) for name, count in end.items() if name.startswith("switches")
+        ))  # fmt: skip
+    for name in ("event_loop_cpu_s", "other_threads_cpu_s", "system_cpu_s"):
+        setattr(threads, name, round(getattr(threads, name), 2))
+    return threads
 
 
 class Person:
@@ -184,8 +238,10 @@ async def measure(
     name: str, bases: list[str], pids: list[int], people: int, at_once: int
 ) -> Result:
     cpu_before = sum(cpu_seconds(pid) for pid in pids)
+    threads_before = [thread_readings(pid) for pid in pids]
     times, failures, elapsed, received = await arrive_all(bases, people, at_once)
     cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+    threads = threads_between(threads_before, [thread_readings(pid) for pid in pids])
     return Result(
         server=name,
         people=people,
@@ -200,6 +256,7 @@ async def measure(
         server_cpu_s=round(cpu, 2),
         kib_per_person=round(received / max(1, len(times)) / 1024, 1),
         failure_kinds=failures,
+        threads=threads,
     )
 
 
@@ -214,6 +271,13 @@ def print_result(result: Result) -> None:
         + ("" if result.watch_lists is None else f"; watch's whole lists {result.watch_lists}"),
         flush=True,
     )
+    if (threads := result.threads) is not None:
+        print(
+            f"{'':<9} where: event loop {threads.event_loop_cpu_s:.1f} s, other threads "
+            f"{threads.other_threads_cpu_s:.1f} s; the kernel's part {threads.system_cpu_s:.1f} s; "
+            f"threads switched out {threads.context_switches:,} times",
+            flush=True,
+        )
 
 
 async def run_liveroom(

@@ -58,6 +58,15 @@ def test_the_arrival_benchmark_runs_against_liveroom_and_its_reference(tmp_path:
     assert "floor / liveroom: server CPU x" in output
     assert liveroom["watch_lists"] is not None  # read from the server's log
     assert f"watch's whole lists {liveroom['watch_lists']}" in output
+    # Where liveroom's CPU went: its event loop and its request threads both worked, and the
+    # parts add up to the whole (to the clock's tick, once for each reading).
+    threads = liveroom["threads"]
+    assert threads["event_loop_cpu_s"] > 0
+    assert threads["other_threads_cpu_s"] > 0
+    assert threads["context_switches"] > 0
+    parts = threads["event_loop_cpu_s"] + threads["other_threads_cpu_s"]
+    assert abs(parts - liveroom["server_cpu_s"]) <= 0.05
+    assert f"threads switched out {threads['context_switches']:,} times" in output
 
 
 def test_the_arrival_benchmark_gives_liveroom_the_settings_it_is_asked_to() -> None:
