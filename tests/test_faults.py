@@ -156,8 +156,7 @@ def test_a_page_shows_who_joined_while_redis_was_down(
     private_redis.kill()
     Visitor().join(server, "Bob")
     # The page is told to retry later: by the watch, which finds Redis gone, or, when the page
-    # lost its socket first (a snapshot that needed Redis), by its reconnection, which cannot
-    # join the layer.
+    # lost its socket before the watch looked, by its reconnection, which cannot join the layer.
     eventually(lambda: REDIS_GONE_TOLD.search(server.log()))
     private_redis.start()
     expect(alice.members()).to_have_text(["Alice", "Bob"], timeout=20_000)
