@@ -237,11 +237,12 @@ async def arrive_all(bases: list[str], people: int, at_once: int) -> tuple[list,
 async def measure(
     name: str, bases: list[str], pids: list[int], people: int, at_once: int
 ) -> Result:
-    cpu_before = sum(cpu_seconds(pid) for pid in pids)
-    threads_before = [thread_readings(pid) for pid in pids]
+    before = [thread_readings(pid) for pid in pids]
     times, failures, elapsed, received = await arrive_all(bases, people, at_once)
-    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
-    threads = threads_between(threads_before, [thread_readings(pid) for pid in pids])
+    after = [thread_readings(pid) for pid in pids]
+    cpu = sum(end["user"] + end["system"] - start["user"] - start["system"]
+              for start, end in zip(before, after, strict=True))  # fmt: skip
+    threads = threads_between(before, after)
     return Result(
         server=name,
         people=people,
