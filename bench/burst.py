@@ -1,5 +1,5 @@
-"""A burst of joins seen from an open page: how many frames the page gets, how many in its
-busiest second, when it shows everyone, and how many broadcasts the server skipped.
+"""A burst of joins seen from an open page: how many frames the page gets (and their bytes), how
+many in its busiest second, when it shows everyone, and how many broadcasts the server skipped.
 
     python -m bench.burst                           # 2,000 joins, 100 at a time, one process
     python -m bench.burst --joins 50 --at-once 10   # as the test suite runs it
@@ -52,6 +52,7 @@ class Result:
     joins_s: float  # from the first join sent to the last answered
     frames: int
     most_frames_in_a_second: int
+    kib: float  # what the page's frames carried, heartbeats aside
     shown_all_after_last_join_s: float | None  # None: it never showed everyone
     broadcasts_skipped: int
     server_cpu_s: float
@@ -62,6 +63,7 @@ class OpenPage:
 
     def __init__(self) -> None:
         self.frames: list[float] = []
+        self.sizes: list[int] = []  # each frame's bytes
         self.count = 0
         self.counted_at = 0.0
 
@@ -84,6 +86,7 @@ class OpenPage:
             if message.data.startswith('<p id="connection"'):
                 continue  # the heartbeat
             self.frames.append(now)
+            self.sizes.append(len(message.data.encode()))
             if counts := COUNT.findall(message.data):
                 self.count, self.counted_at = int(counts[-1].replace(",", "")), now
 
@@ -170,6 +173,7 @@ async def measure(base: str, pid: int, log: Path, args: argparse.Namespace) -> R
         failures=failures,
         joins_s=round(last_join - started, 2),
         frames=len(frames),
+        kib=round(sum(page.sizes[first_frame:]) / 1024, 1),
         most_frames_in_a_second=most_in_a_second(frames),
         shown_all_after_last_join_s=None if shown is None else round(max(0.0, shown), 3),
         broadcasts_skipped=(await asyncio.to_thread(log.read_text)).count("broadcast_skipped"),
@@ -183,7 +187,7 @@ def print_result(result: Result) -> None:
     left = f", {result.left} left again" if result.left else ""
     if result.page_open:
         seen = (
-            f"the open page got {result.frames} frames, at most "
+            f"the open page got {result.frames} frames ({result.kib:,.0f} KiB), at most "
             f"{result.most_frames_in_a_second} in a second, and showed everyone "
             f"{'never' if shown is None else f'{shown:.2f} s after the last join'}"
         )

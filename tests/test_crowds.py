@@ -8,11 +8,14 @@ from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from liveroom.live.delivery import superseded_left_out
+from liveroom.live import delivery
+from liveroom.live.delivery import superseded_left_out, window_in_place
 from liveroom.live.messages import CHANGE_EVENT, PRESENCE_EVENT
 from liveroom.models import Member, Room
-from liveroom.rooms import crowds
+from liveroom.rooms import crowds, snapshots
+from liveroom.rooms.member_lists import MemberList, member_lists
 from liveroom.rooms.membership import member_join, member_leave
+from liveroom.rooms.snapshots import Window
 from liveroom.testing import Page, join
 from liveroom.testing.page import room_url
 
@@ -184,9 +187,130 @@ async def test_the_crowd_comes_and_goes_on_an_open_page(room_page) -> None:
     assert alice.errors == []
 
 
-def change(version: int, listed: bool) -> dict:
-    data = {"change": "joined", "listed": [] if listed else None}
+@pytest.fixture
+def long_windows(monkeypatch) -> None:
+    """Changes that come within a second of one going out are gathered (a burst, on any
+    machine)."""
+    monkeypatch.setattr(delivery, "WINDOW_SECONDS", 1.0)
+
+
+def joined_separately(page) -> bool:
+    return any("beforeend:#members" in message for message in page.messages)
+
+
+@pytest.mark.asyncio
+async def test_a_burst_in_a_crowded_room_is_sent_as_the_window_it_leaves(
+    room_page, long_windows
+) -> None:
+    alice, seen = await burst_on_a_crowded_page(room_page)  # Erin: at once, as the change
+    assert joined_separately(alice)
+    await sync_to_async(members_join)("Frank", "Grace", "Heidi", "Ivan")  # gathered
+    await alice.until(lambda page: page.members() == ["Heidi", "Ivan"])
+    burst = alice.messages[seen:]
+    assert len(burst) == 1  # one frame: the window, its count and what is said
+    assert 'id="members"' in burst[0]
+    assert "beforeend:#members" not in burst[0]
+    assert alice.text("#member-count") == "9 people here"
+    assert alice.text("#announcement") == "4 people joined"
+    assert alice.errors == []
+
+
+async def burst_on_a_crowded_page(room_page):
+    """Alice's page of a crowded room, shown "Alice", "Erin"; the messages it had so far."""
+    await sync_to_async(members_join)("Bob", "Carol", "Dave")
+    alice = await room_page("Alice", room="big")
+    await sync_to_async(members_join)("Erin")
+    await alice.until(lambda page: page.members() == ["Alice", "Erin"])
+    return alice, len(alice.messages)
+
+
+@pytest.mark.asyncio
+async def test_a_burst_whose_list_cannot_be_brought_up_is_sent_change_by_change(
+    room_page, long_windows, monkeypatch, caplog
+) -> None:
+    def fails(*args, **kwargs) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(snapshots, "advance_lists", fails)
+    alice, seen = await burst_on_a_crowded_page(room_page)
+    await sync_to_async(members_join)("Frank", "Grace", "Heidi", "Ivan")
+    await alice.until(lambda page: page.members() == ["Heidi", "Ivan"])
+    assert all('id="members"' not in message for message in alice.messages[seen:])
+    assert alice.text("#member-count") == "9 people here"
+    assert "not brought up to its changes" in caplog.text
+    assert alice.errors == []
+
+
+@pytest.mark.asyncio
+async def test_a_list_kept_behind_its_changes_is_read_again_for_the_next_burst(
+    room_page, long_windows
+) -> None:
+    alice, seen = await burst_on_a_crowded_page(room_page)
+    member_lists.clear()  # as when the process let it go (LIVEROOM_CACHED_ROOMS)
+    await sync_to_async(members_join)("Frank", "Grace", "Heidi", "Ivan")
+    await alice.until(lambda page: page.members() == ["Heidi", "Ivan"])
+    assert all('id="members"' not in message for message in alice.messages[seen:])
+    seen = len(alice.messages)
+    await sync_to_async(members_join)("Judy", "Ken", "Liam", "Mia")
+    await alice.until(lambda page: page.members() == ["Liam", "Mia"])
+    assert 'id="members"' in alice.messages[-1]  # read again meanwhile, then brought up
+    assert alice.text("#member-count") == "13 people here"
+    assert alice.errors == []
+
+
+def entry(member_id: int, name: str, hand_raised: bool = False) -> dict:
+    return {"id": member_id, "name": name, "hand_raised": hand_raised}
+
+
+def joined(member: dict, count: int, dropped: int | None = None, **more) -> dict:
+    return {"change": "joined", "member": member, "count": count, "dropped": dropped} | more
+
+
+def test_a_kept_list_is_brought_up_to_changes_as_a_page_applies_them() -> None:
+    listed = [entry(1, "Ann"), entry(2, "Ben")]
+    start = MemberList(room_id=1, version=10, count=2, entries={}, shown={}).advanced(
+        [(11, {"change": "joined", "member": entry(2, "Ben"), "count": 5, "listed": listed})]
+    )
+    assert start is not None
+    assert (list(start.entries), start.count) == ([1, 2], 5)
+    moved = start.advanced([
+        (11, {"change": "joined", "member": entry(2, "Ben"), "count": 5}),  # shown already
+        (12, joined(entry(3, "Cy"), 6, dropped=1)),
+        (13, {"change": "updated", "member": entry(2, "Ben", True), "count": 6}),
+        (14, joined(entry(4, "Di"), 7, unlisted=True)),  # joined "earlier" than the window
+        (15, {"change": "left", "member": entry(3, "Cy"), "count": 6, "entering": entry(1, "Ann")}),
+    ])  # fmt: skip
+    assert moved is not None
+    assert (moved.version, moved.count) == (15, 6)
+    assert list(moved.entries) == [1, 2]  # Ann back at the top
+    assert "✋" in moved.entries[2][0]
+    assert "✋" not in start.entries[2][0]
+    grown = start.advanced([(12, joined(entry(3, "Cy"), 6))])
+    assert grown is not None
+    assert list(grown.entries) == [1, 2, 3]
+    assert grown.entries[1] is start.entries[1]  # unchanged entries are not rendered again
+    assert start.advanced([(13, joined(entry(5, "Ed"), 6))]) is None  # 12 is missing
+    assert start.advanced([]) is start
+
+
+def change(version: int, listed: bool, count: int = 4) -> dict:
+    data = {"change": "joined", "listed": [] if listed else None, "count": count}
     return {"type": CHANGE_EVENT, "version": version, "data": data}
+
+
+def test_a_window_stands_for_changes_only_when_crowded_more_than_half_of_it_and_new_enough(
+    settings,
+) -> None:
+    settings.LIVEROOM_RECENT_ARRIVALS = 4  # more than 2 changes are worth the window
+    window = Window(version=5, html={"en": "<ul id=members></ul>"})
+    presence = {"type": PRESENCE_EVENT, "sequence": 1, "data": {}}
+    burst = [change(3, False), change(4, False), change(5, False), presence]
+    assert window_in_place(burst, window, "en") == "<ul id=members></ul>"
+    assert window_in_place(burst[1:], window, "en") is None  # two: one by one is shorter
+    assert window_in_place([*burst, change(6, False)], window, "en") is None  # older than 6
+    assert window_in_place(burst, window, "fr") is None  # not rendered in this language
+    uncrowded = [change(3, False), change(4, False), change(5, False, count=3)]
+    assert window_in_place(uncrowded, window, "en") is None
 
 
 def test_a_whole_list_in_a_frame_leaves_out_the_changes_it_already_shows() -> None:

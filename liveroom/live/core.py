@@ -58,6 +58,8 @@ class LiveCore:
         self.subscription_lock = asyncio.Lock()
         self.list_frames: dict[tuple[str, str], tuple[str, bytes]] = {}  # by room, language
         self.readers = Readers(settings.LIVEROOM_READ_THREADS)
+        # Crowded rooms' lists brought up to the changes delivered, in order (delivery.py).
+        self.list_thread = Readers(1)
         self.snapshot_reads = SnapshotReads(self.readers)
         self.limits = SocketLimits(
             settings.LIVEROOM_SOCKETS_PER_MEMBER, settings.LIVEROOM_SOCKETS_PER_ADDRESS
@@ -267,6 +269,7 @@ class LiveCore:
         self.announcements.clear()
         self.delivery.outboxes.clear()
         self.readers.close()
+        self.list_thread.close()
 
 
 _cores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveCore]" = (

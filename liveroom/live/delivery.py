@@ -4,9 +4,11 @@ The LiveCore takes the layer's messages as they come; each room's go into its ou
 room's pages get at most one frame of its messages a window (WINDOW_SECONDS): a message in a
 quiet room goes at once, by a pass of its own; the ones that come while one is going out are
 gathered and go out together, in order of version, each page sent what it shows of them in one
-frame, made once per language for every page that shows the same. A page that needs more than
-a forward (a gap, its own member changed, the room closed) is handled in a task of its own; a
-page that fails is logged and counted, and the others still get the messages.
+frame, made once per language for every page that shows the same. A crowded room's list kept in
+this process is brought up to the changes as they go (without reading), and a burst of them is
+sent as the window they leave where that is shorter. A page that needs more than a forward (a
+gap, its own member changed, the room closed) is handled in a task of its own; a page that
+fails is logged and counted, and the others still get the messages.
 """
 
 import asyncio
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from liveroom import metrics
 from liveroom.live.announcements import Announcements
@@ -37,10 +40,13 @@ from liveroom.live.page import (
     Listener,
     Page,
 )
+from liveroom.live.readers import Readers
 from liveroom.live.rendering import announcement_html, html_of
 from liveroom.live.sockets import text_frame
 from liveroom.live.supervisor import Supervisor
-from liveroom.rooms import fragments
+from liveroom.rooms import fragments, snapshots
+from liveroom.rooms.crowds import is_crowded
+from liveroom.rooms.snapshots import Window
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +78,8 @@ class Delivered(Protocol):
     listeners: dict[str, set[Listener]]
     tasks: Supervisor
     announcements: Announcements
+    readers: Readers  # the database's, for pages
+    list_thread: Readers  # one thread: the kept lists brought up to changes, in order
 
     def is_open(self, page: Page) -> bool: ...
 
@@ -81,6 +89,7 @@ class Delivery:
         self.core = core
         self.outboxes: dict[str, Outbox] = {}  # by group, while it has pages here
         self.failed_deliveries = 0
+        self.catching_up: set[str] = set()  # rooms whose kept lists are being read
 
     def forget(self, group: str) -> None:
         """The group's last page here went."""
@@ -147,6 +156,7 @@ class Delivery:
         pages = list(self.core.groups.get(group, ()))
         if len(messages) == 1:  # a quiet room: as before gathering
             await self.deliver_one(group, messages[0], pages)
+            await self.bring_lists_up(messages, pages, window=False)
         else:
             await self.deliver_batch(group, messages, pages)
         if pages or listeners:
@@ -182,6 +192,9 @@ class Delivery:
         come shuffled), each page sent what it shows of them, the changes it held that they
         release included, in one frame; pages that show the same share the frame."""
         messages = sorted(messages, key=in_order)
+        window = await self.bring_lists_up(
+            messages, pages, window=worth_a_window(superseded_left_out(messages))
+        )
         frames: dict[tuple[str, tuple[int, ...] | None], bytes] = {}  # language, what it shows
         said: list[Message] | None = None  # what the frames say (decided once, when shown)
         handled: dict[int, tuple[Message, list[Page]]] = {}  # by message
@@ -196,12 +209,45 @@ class Delivery:
                 if frame is None:
                     if said is None:
                         said = self.core.announcements.now(group, messages)
-                    frame = frames[page.language, key] = self.frame_of(shown, page.language, said)
+                    frame = frames[page.language, key] = self.frame_of(
+                        shown, page.language, said, window
+                    )
                 page.socket.send(frame)
 
         await self.paced(pages, deliver)
         for message, handled_pages in handled.values():
             self.handle(message, handled_pages)
+
+    async def bring_lists_up(
+        self, messages: list[Message], pages: list[Page], *, window: bool
+    ) -> Window | None:
+        """A crowded room's lists kept here brought up to its `messages` (in order of version),
+        as its pages apply them, in the list thread (in order, never behind a database read);
+        with `window`, the window they then show. None if the room is not crowded, the lists
+        are behind (a read catches them up for the next messages: until then the changes go
+        one by one) or anything failed."""
+        changes = crowded_changes(messages)
+        if not changes or not pages:
+            return None
+        room_slug, languages = pages[0].room_slug, {page.language for page in pages}
+        try:
+            return await self.core.list_thread.run(
+                snapshots.advance_lists, room_slug, languages, changes, window=window
+            )
+        except snapshots.ListsBehind:
+            if room_slug not in self.catching_up:
+                self.catching_up.add(room_slug)
+                self.core.tasks.spawn(self.catch_up(room_slug, languages))
+        except Exception:
+            logger.warning("A crowded room's list was not brought up to its changes; they go "
+                           "one by one", exc_info=True)  # fmt: skip
+        return None
+
+    async def catch_up(self, room_slug: str, languages: set[str]) -> None:
+        try:
+            await self.core.readers.run(snapshots.read_lists, room_slug, languages)
+        finally:
+            self.catching_up.discard(room_slug)
 
     async def paced(self, pages: list[Page], deliver: Callable[[Page], None]) -> None:
         """`deliver(page)` for each of `pages`, yielding to the event loop every PASS_SECONDS
@@ -241,11 +287,18 @@ class Delivery:
         return False
 
     @staticmethod
-    def frame_of(messages: list[Message], language: str, said: list[Message]) -> bytes:
+    def frame_of(
+        messages: list[Message], language: str, said: list[Message], window: Window | None = None
+    ) -> bytes:
         """`messages` for pages in `language`, in one frame, with the words of `said`. A change
         that sends the list whole (a crowded room's) shows every change before it: those are
-        left out."""
-        html = "".join(html_of(message, language) for message in superseded_left_out(messages))
+        left out; so does the `window` of a crowded room, when its changes are worth one."""
+        shown = superseded_left_out(messages)
+        if window is not None and (window_html := window_in_place(shown, window, language)):
+            shown = [message for message in shown if message["type"] != CHANGE_EVENT]
+            html = window_html + "".join(html_of(message, language) for message in shown)
+        else:
+            html = "".join(html_of(message, language) for message in shown)
         if said:
             html += announcement_html(said, language)
         return text_frame(html)
@@ -336,6 +389,43 @@ def superseded_left_out(messages: list[Message]) -> list[Message]:
         for at, message in enumerate(messages)
         if at >= last or message["type"] != CHANGE_EVENT
     ]
+
+
+def crowded_changes(messages: list[Message]) -> list[snapshots.Change]:
+    """The changes among `messages` (version, what changed), if any of them is a crowded
+    room's (or makes or ends a crowd); else none."""
+    changes = [
+        (message["version"], data)
+        for message in messages
+        if message["type"] == CHANGE_EVENT and isinstance(data := message.get("data"), dict)
+    ]
+    crowded = any(is_crowded(data["count"]) or data.get("listed") is not None
+                  for _, data in changes)  # fmt: skip
+    return changes if crowded else []
+
+
+def worth_a_window(messages: list[Message]) -> bool:
+    """Whether the changes among `messages` are better sent as the window they leave: all of
+    them in a crowded room, and more than half as many as the window lists (each carries an
+    entry of its own, and most one more to delete)."""
+    changes = [message for message in messages if message["type"] == CHANGE_EVENT]
+    return len(changes) > settings.LIVEROOM_RECENT_ARRIVALS // 2 and all(
+        isinstance(data := change.get("data"), dict) and is_crowded(data["count"])
+        for change in changes
+    )
+
+
+def window_in_place(messages: list[Message], window: Window, language: str) -> str | None:
+    """The window's swaps in `language`, if they can stand for the changes among `messages`
+    (the window is as new as the newest of them, and they are worth one); else None."""
+    changes = [message for message in messages if message["type"] == CHANGE_EVENT]
+    if (
+        language not in window.html
+        or not worth_a_window(messages)
+        or any(change["version"] > window.version for change in changes)
+    ):
+        return None
+    return window.html[language]
 
 
 def lists_whole(message: Message) -> bool:

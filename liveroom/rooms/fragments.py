@@ -273,6 +273,11 @@ def render_entries(member: Member) -> tuple[str, str]:
     return online, away
 
 
+def render_count(count: int) -> str:
+    """The room's member count, as an out-of-band swap, in the active language."""
+    return render_to_string(f"{ROOM_TEMPLATE}#count", {"count": count, "oob": True}).strip()
+
+
 def render_heartbeat() -> str:
     """The connection indicator, sent to every page now and then to say the socket is alive (in
     the active language)."""

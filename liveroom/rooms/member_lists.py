@@ -3,7 +3,8 @@ snapshot while the room's version is the same (the database bumps it for every w
 member: migration 0004), so a thousand loads at one version render it once. A list is kept per
 language in use (its entries say "online", "away"): the active language when it is asked for.
 A crowded room's list is its most recent arrivals (crowds.py): the same bounded read and render
-however many members it has.
+however many members it has. The live transport brings a crowded room's list up to the changes
+it delivers (`MemberLists.advance`), without reading, as its pages apply them.
 """
 
 import threading
@@ -17,7 +18,7 @@ from django.utils.translation import get_language
 
 from liveroom.presence import RoomPresence
 from liveroom.rooms.crowds import is_crowded, listed, room_version
-from liveroom.rooms.fragments import ROOM_TEMPLATE, render_entries
+from liveroom.rooms.fragments import ROOM_TEMPLATE, ChangeData, render_entries
 from liveroom.rooms.models import Member
 
 
@@ -51,6 +52,54 @@ class MemberList:
             html = render_to_string(f"{ROOM_TEMPLATE}#rendered-members", context)
             self.presence, self.html = presence, html.strip()
         return self.html
+
+    def advanced(self, changes: list[tuple[int, ChangeData]]) -> "MemberList | None":
+        """The list as of the last of `changes` (version, what changed), in order of version:
+        each one made to it as a page makes it (a join adds its member at the end and deletes
+        the one it pushed out of a crowded room's window; a leave deletes its member and brings
+        back the one before the window, at its top; an update renders the entry again; a list
+        sent whole replaces it). Changes it shows already are passed over; None if a version
+        between is missing (a write of which no change came: only a read says)."""
+        pending = [(version, data) for version, data in changes if version > self.version]
+        if [version for version, _ in pending] != list(
+            range(self.version + 1, self.version + 1 + len(pending))
+        ):
+            return None
+        if not pending:
+            return self
+        entries, shown, count = dict(self.entries), dict(self.shown), self.count
+        fields = Member.SHOWN_FIELDS
+
+        def entry(member: dict) -> tuple[int, tuple[str, str], tuple]:
+            values = tuple(member[field] for field in fields)
+            if shown.get(member["id"]) == values:
+                return member["id"], entries[member["id"]], values
+            named = dict(zip(fields, values, strict=True))
+            rendered = render_entries(Member(pk=member["id"], **named))
+            return member["id"], rendered, values
+
+        for _, data in pending:
+            count = data["count"]
+            if (listed := data.get("listed")) is not None:
+                made = [entry(member) for member in listed]
+                entries = {member_id: both for member_id, both, _ in made}
+                shown = {member_id: values for member_id, _, values in made}
+                continue
+            change, member = data["change"], data["member"]
+            added = change == "joined" and not data.get("unlisted")
+            if added or (change == "updated" and member["id"] in entries):
+                member_id, entries[member_id], shown[member_id] = entry(member)
+            elif change in ("left", "removed"):
+                entries.pop(member["id"], None)
+                shown.pop(member["id"], None)
+                if (entering := data.get("entering")) is not None:
+                    member_id, both, values = entry(entering)
+                    entries = {member_id: both} | entries
+                    shown[member_id] = values
+            if (dropped := data.get("dropped")) is not None:
+                entries.pop(dropped, None)
+                shown.pop(dropped, None)
+        return MemberList(self.room_id, pending[-1][0], count, entries, shown)
 
     def page_entries(self, presence: RoomPresence, me_id: int, me_html: str) -> str:
         """The entries for the room page of member `me_id`, whose own entry is `me_html` (a
@@ -99,6 +148,18 @@ class MemberLists:
             while len(self.lists) > self.max_rooms:
                 self.lists.popitem(last=False)
             return cached
+
+    def advance(self, room_slug: str, changes: list[tuple[int, ChangeData]]) -> MemberList | None:
+        """The room's list in the active language brought up to `changes` (in order of
+        version), kept for page loads and snapshots; None if none is kept or a version between
+        is missing."""
+        key = (room_slug, get_language())
+        with self.lock:
+            cached = self.lists.get(key)
+            advanced = None if cached is None else cached.advanced(changes)
+            if advanced is not None and cached is not None and advanced.version > cached.version:
+                self.lists[key] = advanced
+            return advanced
 
     def render(self, member_list: MemberList, presence: RoomPresence) -> str:
         with self.lock:
