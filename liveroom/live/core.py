@@ -59,7 +59,7 @@ class LiveCore:
         self.list_frames: dict[tuple[str, str], tuple[str, bytes]] = {}  # by room, language
         self.readers = Readers(settings.LIVEROOM_READ_THREADS)
         # Crowded rooms' lists brought up to the changes delivered, in order (delivery.py).
-        self.list_thread = Readers(1)
+        self.list_thread = Readers(1, name="liveroom-lists")
         self.snapshot_reads = SnapshotReads(self.readers)
         self.limits = SocketLimits(
             settings.LIVEROOM_SOCKETS_PER_MEMBER, settings.LIVEROOM_SOCKETS_PER_ADDRESS

@@ -20,8 +20,9 @@ Work = tuple[asyncio.Future, asyncio.AbstractEventLoop, Callable[[], Any], conte
 
 
 class Readers:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, name: str = "liveroom-read") -> None:
         self.size = size
+        self.name = name
         self.queue: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
 
@@ -38,7 +39,7 @@ class Readers:
 
     def start(self) -> None:
         for number in range(self.size):
-            thread = threading.Thread(target=self.work, name=f"liveroom-read-{number}", daemon=True)
+            thread = threading.Thread(target=self.work, name=f"{self.name}-{number}", daemon=True)
             thread.start()
             self.threads.append(thread)
 

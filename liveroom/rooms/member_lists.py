@@ -9,10 +9,11 @@ it delivers (`MemberLists.advance`), without reading, as its pages apply them.
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
@@ -25,13 +26,16 @@ from liveroom.rooms.models import Member
 @dataclass
 class MemberList:
     """The members a room lists at one version (everyone, or a crowded room's most recent
-    arrivals), each entry rendered once online and once away."""
+    arrivals), in one language, each entry rendered once online and once away when first
+    needed. Not thread-safe: used through MemberLists, under its lock."""
 
     room_id: int
     version: int
     count: int  # members in the room, listed or not
-    entries: dict[int, tuple[str, str]]  # member id -> (online, away), in list order
-    shown: dict[int, tuple]  # member id -> what its entries show (Member.SHOWN_FIELDS)
+    shown: dict[int, tuple]  # member id -> what its entries show (Member.SHOWN_FIELDS), in order
+    language: str
+    # member id -> (online, away); a member not here yet is rendered when first needed
+    rendered: dict[int, tuple[str, str]] = field(default_factory=dict)
     presence: RoomPresence | None = None  # of the latest `html`
     html: str = ""
 
@@ -39,67 +43,31 @@ class MemberList:
     def crowded(self) -> bool:
         return is_crowded(self.count)
 
+    def entries(self) -> list[tuple[int, tuple[str, str]]]:
+        """Each member listed and their entries (online, away), in list order."""
+        missing = [member_id for member_id in self.shown if member_id not in self.rendered]
+        if missing:
+            fields = Member.SHOWN_FIELDS
+            with translation.override(self.language):
+                for member_id in missing:
+                    named = dict(zip(fields, self.shown[member_id], strict=True))
+                    self.rendered[member_id] = render_entries(Member(pk=member_id, **named))
+        return [(member_id, self.rendered[member_id]) for member_id in self.shown]
+
     def render(self, presence: RoomPresence) -> str:
         """The whole list with `presence`, for a snapshot; presence changes cost a join, not a
-        render. Not thread-safe: through MemberLists.render."""
+        render."""
         if presence != self.presence:
             online = presence.online
-            entries = [both[member_id not in online] for member_id, both in self.entries.items()]
+            entries = [both[member_id not in online] for member_id, both in self.entries()]
             # Entries rendered from the template, names escaped.
             context = {"members_html": mark_safe("".join(entries)), "oob": True,
                        "count": self.count, "crowded": self.crowded,
-                       "listed": len(self.entries)}  # fmt: skip
-            html = render_to_string(f"{ROOM_TEMPLATE}#rendered-members", context)
+                       "listed": len(self.shown)}  # fmt: skip
+            with translation.override(self.language):
+                html = render_to_string(f"{ROOM_TEMPLATE}#rendered-members", context)
             self.presence, self.html = presence, html.strip()
         return self.html
-
-    def advanced(self, changes: list[tuple[int, ChangeData]]) -> "MemberList | None":
-        """The list as of the last of `changes` (version, what changed), in order of version:
-        each one made to it as a page makes it (a join adds its member at the end and deletes
-        the one it pushed out of a crowded room's window; a leave deletes its member and brings
-        back the one before the window, at its top; an update renders the entry again; a list
-        sent whole replaces it). Changes it shows already are passed over; None if a version
-        between is missing (a write of which no change came: only a read says)."""
-        pending = [(version, data) for version, data in changes if version > self.version]
-        if [version for version, _ in pending] != list(
-            range(self.version + 1, self.version + 1 + len(pending))
-        ):
-            return None
-        if not pending:
-            return self
-        entries, shown, count = dict(self.entries), dict(self.shown), self.count
-        fields = Member.SHOWN_FIELDS
-
-        def entry(member: dict) -> tuple[int, tuple[str, str], tuple]:
-            values = tuple(member[field] for field in fields)
-            if shown.get(member["id"]) == values:
-                return member["id"], entries[member["id"]], values
-            named = dict(zip(fields, values, strict=True))
-            rendered = render_entries(Member(pk=member["id"], **named))
-            return member["id"], rendered, values
-
-        for _, data in pending:
-            count = data["count"]
-            if (listed := data.get("listed")) is not None:
-                made = [entry(member) for member in listed]
-                entries = {member_id: both for member_id, both, _ in made}
-                shown = {member_id: values for member_id, _, values in made}
-                continue
-            change, member = data["change"], data["member"]
-            added = change == "joined" and not data.get("unlisted")
-            if added or (change == "updated" and member["id"] in entries):
-                member_id, entries[member_id], shown[member_id] = entry(member)
-            elif change in ("left", "removed"):
-                entries.pop(member["id"], None)
-                shown.pop(member["id"], None)
-                if (entering := data.get("entering")) is not None:
-                    member_id, both, values = entry(entering)
-                    entries = {member_id: both} | entries
-                    shown[member_id] = values
-            if (dropped := data.get("dropped")) is not None:
-                entries.pop(dropped, None)
-                shown.pop(dropped, None)
-        return MemberList(self.room_id, pending[-1][0], count, entries, shown)
 
     def page_entries(self, presence: RoomPresence, me_id: int, me_html: str) -> str:
         """The entries for the room page of member `me_id`, whose own entry is `me_html` (a
@@ -109,8 +77,49 @@ class MemberList:
             me_id = 0
         return "".join(
             me_html if member_id == me_id else both[member_id not in online]
-            for member_id, both in self.entries.items()
+            for member_id, both in self.entries()
         )
+
+    def advanced(self, changes: list[tuple[int, ChangeData]]) -> "MemberList | None":
+        """The list as of the last of `changes` (version, what changed), in order of version:
+        each one made to it as a page makes it (a join adds its member at the end and deletes
+        the one it pushed out of a crowded room's window; a leave deletes its member and brings
+        back the one before the window, at its top; an update shows what it changed; a list
+        sent whole replaces it). Changes it shows already are passed over; None if a version
+        between is missing (a write of which no change came: only a read says). Renders
+        nothing: entries are rendered when first needed."""
+        pending = [(version, data) for version, data in changes if version > self.version]
+        if [version for version, _ in pending] != list(
+            range(self.version + 1, self.version + 1 + len(pending))
+        ):
+            return None
+        if not pending:
+            return self
+        shown, count = dict(self.shown), self.count
+        fields = Member.SHOWN_FIELDS
+
+        def values(member: dict) -> tuple:
+            return tuple(member[field] for field in fields)
+
+        for _, data in pending:
+            count = data["count"]
+            if (listed := data.get("listed")) is not None:
+                shown = {member["id"]: values(member) for member in listed}
+                continue
+            change, member = data["change"], data["member"]
+            added = change == "joined" and not data.get("unlisted")
+            if added or (change == "updated" and member["id"] in shown):
+                shown[member["id"]] = values(member)
+            elif change in ("left", "removed"):
+                shown.pop(member["id"], None)
+                if (entering := data.get("entering")) is not None:
+                    shown = {entering["id"]: values(entering)} | shown
+            if (dropped := data.get("dropped")) is not None:
+                shown.pop(dropped, None)
+        # Entries of members whose entries show the same are kept.
+        rendered = {member_id: both for member_id, both in self.rendered.items()
+                    if self.shown.get(member_id) == shown.get(member_id)}  # fmt: skip
+        return MemberList(self.room_id, pending[-1][0], count, shown, self.language, rendered)
 
 
 class MemberLists:
@@ -165,6 +174,12 @@ class MemberLists:
         with self.lock:
             return member_list.render(presence)
 
+    def page_entries(
+        self, member_list: MemberList, presence: RoomPresence, me_id: int, me_html: str
+    ) -> str:
+        with self.lock:
+            return member_list.page_entries(presence, me_id, me_html)
+
     def forget(self, room_slug: str) -> None:
         """Drop the room's lists, in every language."""
         with self.lock:
@@ -184,20 +199,15 @@ member_lists = MemberLists()  # the process's
 
 
 def render_member_list(room_id: int, previous: MemberList | None = None) -> MemberList:
-    """The room's list now; an entry of `previous` (the same room at an earlier version) is
-    reused while what its member shows is the same, so a join renders one entry, not the
-    room."""
-    fields = Member.SHOWN_FIELDS
+    """The room's list now, in the active language; an entry of `previous` (the same room at an
+    earlier version) is kept while what its member shows is the same, so a join renders one
+    entry, not the room."""
     # One statement reads the members and the room version together, so the list is exactly
     # the state at that version: later changes are newer, earlier ones are included.
     now = listed(room_id, crowded=previous is not None and previous.crowded)
-    entries: dict[int, tuple[str, str]] = {}
-    shown: dict[int, tuple] = {}
-    for member_id, *values in now.rows:
-        shown[member_id] = tuple(values)
-        if previous is not None and previous.shown.get(member_id) == shown[member_id]:
-            entries[member_id] = previous.entries[member_id]
-        else:
-            member = Member(pk=member_id, **dict(zip(fields, values, strict=True)))
-            entries[member_id] = render_entries(member)
-    return MemberList(now.room_id, now.version, now.count, entries, shown)
+    shown = {member_id: tuple(values) for member_id, *values in now.rows}
+    rendered = {}
+    if previous is not None:
+        rendered = {member_id: both for member_id, both in previous.rendered.items()
+                    if previous.shown.get(member_id) == shown.get(member_id)}  # fmt: skip
+    return MemberList(now.room_id, now.version, now.count, shown, get_language(), rendered)

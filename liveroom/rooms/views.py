@@ -69,11 +69,11 @@ def room(request: HtmxHttpRequest, slug: str = Room.DEFAULT_SLUG) -> HttpRespons
     member_list = member_lists.current(room.slug, room.pk, room.version)
     context |= {
         "members_html": mark_safe(  # entries rendered from the template, names escaped
-            member_list.page_entries(presence, me.pk, render_own_entry(me, presence))
+            member_lists.page_entries(member_list, presence, me.pk, render_own_entry(me, presence))
         ),
         "count": member_list.count,
         "crowded": member_list.crowded,
-        "listed": len(member_list.entries),
+        "listed": len(member_list.shown),
         # The socket is told what the page shows, and sends only what it lacks.
         "version": member_list.version,
         "presence_sequence": presence.sequence,
