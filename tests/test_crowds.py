@@ -9,8 +9,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from liveroom.live import delivery
-from liveroom.live.delivery import superseded_left_out, window_in_place
+from liveroom.live.delivery import superseded_left_out
 from liveroom.live.messages import CHANGE_EVENT, PRESENCE_EVENT
+from liveroom.live.windows import window_in_place
 from liveroom.models import Member, Room
 from liveroom.rooms import crowds, snapshots
 from liveroom.rooms.member_lists import MemberList, member_lists

@@ -5,12 +5,14 @@ group), the one channel-layer channel subscribed to the groups of every room wit
 and the task that takes the channel's messages as they come and gives them to its delivery
 (liveroom/live/delivery.py: each room's a window at a time). It keeps the frames of the rooms'
 lists and the reader threads snapshots are read in (at most
-LIVEROOM_READ_THREADS at once, never queued behind the threads that serve HTTP requests; the
-snapshots a room's pages ask for together are read together, liveroom/live/snapshot_reads.py).
+LIVEROOM_READ_THREADS at once, never queued behind the threads that serve HTTP requests, though
+their connections come from the same pool; the snapshots a room's pages ask for together are
+read together, liveroom/live/snapshot_reads.py).
 
-What it starts has modules of its own: delivery, the watch (liveroom/live/watch.py), presence
-announcing (announcer.py), what screen readers hear (announcements.py), and the supervisor of
-its tasks (supervisor.py): a task that dies is logged, counted and started again.
+What it starts has modules of its own: delivery, crowded rooms' windows (windows.py), the watch
+(liveroom/live/watch.py), presence announcing (announcer.py), what screen readers hear
+(announcements.py), and the supervisor of its tasks (supervisor.py): a task that dies is
+logged, counted and started again.
 Nothing here waits on the event loop from a worker thread: database work runs in threads,
 publishing stays on the loop.
 """
@@ -41,6 +43,7 @@ from liveroom.live.snapshot_reads import SnapshotReads
 from liveroom.live.sockets import text_frame
 from liveroom.live.supervisor import Supervisor
 from liveroom.live.watch import Watch
+from liveroom.live.windows import Windows
 from liveroom.rooms import cleanup, snapshots
 from liveroom.rooms.member_lists import member_lists
 
@@ -58,8 +61,6 @@ class LiveCore:
         self.subscription_lock = asyncio.Lock()
         self.list_frames: dict[tuple[str, str], tuple[str, bytes]] = {}  # by room, language
         self.readers = Readers(settings.LIVEROOM_READ_THREADS)
-        # Crowded rooms' lists brought up to the changes delivered, in order (delivery.py).
-        self.list_thread = Readers(1, name="liveroom-lists")
         self.snapshot_reads = SnapshotReads(self.readers)
         self.limits = SocketLimits(
             settings.LIVEROOM_SOCKETS_PER_MEMBER, settings.LIVEROOM_SOCKETS_PER_ADDRESS
@@ -69,6 +70,7 @@ class LiveCore:
         self.presence = PresenceAnnouncer(self.tasks, self.readers, self.room_list)
         self.watch = Watch(self)
         self.announcements = Announcements(self.loop, self.ready_pages)
+        self.windows = Windows(self.tasks, self.readers)
         self.delivery = Delivery(self)
 
     @property
@@ -269,7 +271,7 @@ class LiveCore:
         self.announcements.clear()
         self.delivery.outboxes.clear()
         self.readers.close()
-        self.list_thread.close()
+        self.windows.close()
 
 
 _cores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveCore]" = (

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from liveroom import metrics
 from liveroom.live.announcements import Announcements
@@ -40,12 +39,11 @@ from liveroom.live.page import (
     Listener,
     Page,
 )
-from liveroom.live.readers import Readers
 from liveroom.live.rendering import announcement_html, html_of
 from liveroom.live.sockets import text_frame
 from liveroom.live.supervisor import Supervisor
-from liveroom.rooms import fragments, snapshots
-from liveroom.rooms.crowds import is_crowded
+from liveroom.live.windows import Windows, window_in_place, worth_a_window
+from liveroom.rooms import fragments
 from liveroom.rooms.snapshots import Window
 
 logger = logging.getLogger(__name__)
@@ -78,8 +76,7 @@ class Delivered(Protocol):
     listeners: dict[str, set[Listener]]
     tasks: Supervisor
     announcements: Announcements
-    readers: Readers  # the database's, for pages
-    list_thread: Readers  # one thread: the kept lists brought up to changes, in order
+    windows: Windows
 
     def is_open(self, page: Page) -> bool: ...
 
@@ -89,7 +86,6 @@ class Delivery:
         self.core = core
         self.outboxes: dict[str, Outbox] = {}  # by group, while it has pages here
         self.failed_deliveries = 0
-        self.catching_up: set[str] = set()  # rooms whose kept lists are being read
 
     def forget(self, group: str) -> None:
         """The group's last page here went."""
@@ -156,7 +152,7 @@ class Delivery:
         pages = list(self.core.groups.get(group, ()))
         if len(messages) == 1:  # a quiet room: as before gathering
             await self.deliver_one(group, messages[0], pages)
-            await self.bring_lists_up(messages, pages, window=False)
+            await self.core.windows.bring_up(messages, pages, window=False)
         else:
             await self.deliver_batch(group, messages, pages)
         if pages or listeners:
@@ -192,7 +188,7 @@ class Delivery:
         come shuffled), each page sent what it shows of them, the changes it held that they
         release included, in one frame; pages that show the same share the frame."""
         messages = sorted(messages, key=in_order)
-        window = await self.bring_lists_up(
+        window = await self.core.windows.bring_up(
             messages, pages, window=worth_a_window(superseded_left_out(messages))
         )
         frames: dict[tuple[str, tuple[int, ...] | None], bytes] = {}  # language, what it shows
@@ -217,37 +213,6 @@ class Delivery:
         await self.paced(pages, deliver)
         for message, handled_pages in handled.values():
             self.handle(message, handled_pages)
-
-    async def bring_lists_up(
-        self, messages: list[Message], pages: list[Page], *, window: bool
-    ) -> Window | None:
-        """A crowded room's lists kept here brought up to its `messages` (in order of version),
-        as its pages apply them, in the list thread (in order, never behind a database read);
-        with `window`, the window they then show. None if the room is not crowded, the lists
-        are behind (a read catches them up for the next messages: until then the changes go
-        one by one) or anything failed."""
-        changes = crowded_changes(messages)
-        if not changes or not pages:
-            return None
-        room_slug, languages = pages[0].room_slug, {page.language for page in pages}
-        try:
-            return await self.core.list_thread.run(
-                snapshots.advance_lists, room_slug, languages, changes, window=window
-            )
-        except snapshots.ListsBehind:
-            if room_slug not in self.catching_up:
-                self.catching_up.add(room_slug)
-                self.core.tasks.spawn(self.catch_up(room_slug, languages))
-        except Exception:
-            logger.warning("A crowded room's list was not brought up to its changes; they go "
-                           "one by one", exc_info=True)  # fmt: skip
-        return None
-
-    async def catch_up(self, room_slug: str, languages: set[str]) -> None:
-        try:
-            await self.core.readers.run(snapshots.read_lists, room_slug, languages)
-        finally:
-            self.catching_up.discard(room_slug)
 
     async def paced(self, pages: list[Page], deliver: Callable[[Page], None]) -> None:
         """`deliver(page)` for each of `pages`, yielding to the event loop every PASS_SECONDS
@@ -389,43 +354,6 @@ def superseded_left_out(messages: list[Message]) -> list[Message]:
         for at, message in enumerate(messages)
         if at >= last or message["type"] != CHANGE_EVENT
     ]
-
-
-def crowded_changes(messages: list[Message]) -> list[snapshots.Change]:
-    """The changes among `messages` (version, what changed), if any of them is a crowded
-    room's (or makes or ends a crowd); else none."""
-    changes = [
-        (message["version"], data)
-        for message in messages
-        if message["type"] == CHANGE_EVENT and isinstance(data := message.get("data"), dict)
-    ]
-    crowded = any(is_crowded(data["count"]) or data.get("listed") is not None
-                  for _, data in changes)  # fmt: skip
-    return changes if crowded else []
-
-
-def worth_a_window(messages: list[Message]) -> bool:
-    """Whether the changes among `messages` are better sent as the window they leave: all of
-    them in a crowded room, and more than half as many as the window lists (each carries an
-    entry of its own, and most one more to delete)."""
-    changes = [message for message in messages if message["type"] == CHANGE_EVENT]
-    return len(changes) > settings.LIVEROOM_RECENT_ARRIVALS // 2 and all(
-        isinstance(data := change.get("data"), dict) and is_crowded(data["count"])
-        for change in changes
-    )
-
-
-def window_in_place(messages: list[Message], window: Window, language: str) -> str | None:
-    """The window's swaps in `language`, if they can stand for the changes among `messages`
-    (the window is as new as the newest of them, and they are worth one); else None."""
-    changes = [message for message in messages if message["type"] == CHANGE_EVENT]
-    if (
-        language not in window.html
-        or not worth_a_window(messages)
-        or any(change["version"] > window.version for change in changes)
-    ):
-        return None
-    return window.html[language]
 
 
 def lists_whole(message: Message) -> bool:
