@@ -293,6 +293,7 @@ LANGUAGE_CODE = "en"
 # The languages pages are offered in (docs/languages.md); each has a catalogue in locale/.
 LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("ar", "العربية")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["liveroom.formats"]  # where Django's number formats are mended
 LANGUAGE_COOKIE_SAMESITE = "Lax"
 LANGUAGE_COOKIE_HTTPONLY = True
 TIME_ZONE = "UTC"

@@ -105,8 +105,9 @@ def test_arabic_counts_people_with_its_six_plural_forms(count: int, words: str) 
 
 @pytest.mark.parametrize(
     ("language", "people", "online"),
-    [("en", "50,001 people here", "1,234 online"), ("de", "50.001 Personen hier", "1.234 online")],
-)
+    [("en", "50,001 people here", "1,234 online"), ("de", "50.001 Personen hier", "1.234 online"),
+     ("ar", "50.001 شخص هنا", "1.234 متصلًا")],
+)  # fmt: skip
 def test_a_crowds_counts_are_grouped_as_the_language_writes_numbers(
     language: str, people: str, online: str
 ) -> None:
