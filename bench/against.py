@@ -52,11 +52,12 @@ def arrival(checkout: Path, extra: list[str], work: Path) -> dict:
 
 
 def line(name: str, result: dict) -> str:
-    watch = result.get("watch_lists")
+    watch, written = result.get("watch_lists"), result.get("sent_to_pages_mib")
     return (
         f"  {name:<9} server CPU {result['server_cpu_s']:6.1f} s, arrival p99 "
         f"{result['p99_s']:5.2f} s, failures {result['failures']}"
         + ("" if watch is None else f", watch's whole lists {watch}")
+        + ("" if written is None else f", {written:,.1f} MiB written to pages")
     )
 
 

@@ -15,8 +15,10 @@ join limits lifted); the load client shares the machine's cores.
 
 Prints per-arrival p50/p99, the time until all arrived, failures, the server's CPU time, the
 bytes each person received and, for liveroom, how many whole lists its watch sent to pages it
-took for behind (from the servers' logs): an arrival misses no change, so any it sends is work
-a busy server made for itself. Then where that CPU went, from /proc: the event loop's thread
+took for behind (from the servers' logs: an arrival misses no change, so any it sends is work
+a busy server made for itself) and what it wrote to pages' sockets (each process's
+`liveroom_page_bytes_total`; a person here reads only their page's first message, and what
+comes after waits in the socket's buffers). Then where that CPU went, from /proc: the event loop's thread
 (daphne, Twisted, the live core) and the other threads (Django's requests, the database pool),
 the part of it that was the kernel's, and how often the threads were switched out (waiting for
 the database, and for each other's turn with Python's interpreter lock).
@@ -50,6 +52,7 @@ from harness.servers import ROOT, Daphne, free_port
 
 STEP_SECONDS = 30
 FLOOR = "bench.floor:application"
+PAGE_BYTES = re.compile(r"^liveroom_page_bytes_total (\S+)$", re.M)
 WATCH_LISTS = re.compile(r"(\d+) pages missed a change; sending them the whole list")
 
 
@@ -69,6 +72,7 @@ class Result:
     kib_per_person: float
     failure_kinds: dict[str, int] = field(default_factory=dict)
     watch_lists: int | None = None  # whole lists the watch sent (liveroom only)
+    sent_to_pages_mib: float | None = None  # frames written to pages' sockets (liveroom only)
     threads: "Threads | None" = None
 
 
@@ -235,11 +239,21 @@ async def arrive_all(bases: list[str], people: int, at_once: int) -> tuple[list,
 
 
 async def measure(
-    name: str, bases: list[str], pids: list[int], people: int, at_once: int
+    name: str,
+    bases: list[str],
+    pids: list[int],
+    people: int,
+    at_once: int,
+    metrics: list[str] | None = None,
 ) -> Result:
+    """The arrival against servers at `bases`; with the `metrics` addresses of liveroom's
+    servers, what they wrote to pages too."""
+    written = await pages_written(metrics) if metrics else 0
     before = [thread_readings(pid) for pid in pids]
     times, failures, elapsed, received = await arrive_all(bases, people, at_once)
     after = [thread_readings(pid) for pid in pids]
+    if metrics:
+        written = await pages_written(metrics) - written
     cpu = sum(end["user"] + end["system"] - start["user"] - start["system"]
               for start, end in zip(before, after, strict=True))  # fmt: skip
     threads = threads_between(before, after)
@@ -258,7 +272,20 @@ async def measure(
         kib_per_person=round(received / max(1, len(times)) / 1024, 1),
         failure_kinds=failures,
         threads=threads,
+        sent_to_pages_mib=round(written / 2**20, 3) if metrics else None,
     )
+
+
+async def pages_written(metrics: list[str]) -> int:
+    """The bytes liveroom's servers have written to pages' sockets so far (each process's
+    `liveroom_page_bytes_total`)."""
+    total = 0
+    async with aiohttp.ClientSession() as session:
+        for address in metrics:
+            async with session.get(f"http://{address}/metrics") as response:
+                text = await response.text()
+            total += int(float(PAGE_BYTES.findall(text)[0]))
+    return total
 
 
 def print_result(result: Result) -> None:
@@ -269,7 +296,12 @@ def print_result(result: Result) -> None:
         f"arrival p50/p99/max {result.p50_s:.2f}/{result.p99_s:.2f}/{result.max_s:.2f} s; "
         f"all arrived after {result.all_arrived_s:.1f} s; server CPU {result.server_cpu_s:.1f} s; "
         f"{result.kib_per_person:.1f} KiB a person"
-        + ("" if result.watch_lists is None else f"; watch's whole lists {result.watch_lists}"),
+        + ("" if result.watch_lists is None else f"; watch's whole lists {result.watch_lists}")
+        + (
+            ""
+            if result.sent_to_pages_mib is None
+            else f"; {result.sent_to_pages_mib:,.1f} MiB written to pages"
+        ),
         flush=True,
     )
     if (threads := result.threads) is not None:
@@ -286,7 +318,11 @@ async def run_liveroom(
 ) -> Result:
     work = Path(tempfile.mkdtemp(prefix="liveroom-arrival-"))
     env = production_environment(work) | (settings or {})
-    servers = [Daphne(env, work / f"server-{i}.log").start() for i in range(processes)]
+    metrics = [f"127.0.0.1:{free_port()}" for _ in range(processes)]
+    servers = [
+        Daphne(env | {"LIVEROOM_METRICS_ADDRESS": address}, work / f"server-{i}.log").start()
+        for i, address in enumerate(metrics)
+    ]
     try:
         result = await measure(
             "liveroom",
@@ -294,6 +330,7 @@ async def run_liveroom(
             [server.process.pid for server in servers],
             people,
             at_once,
+            metrics,
         )
         result.watch_lists = sum(watch_lists(server.log_path.read_text()) for server in servers)
         return result

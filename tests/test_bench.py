@@ -58,6 +58,9 @@ def test_the_arrival_benchmark_runs_against_liveroom_and_its_reference(tmp_path:
     assert "floor / liveroom: server CPU x" in output
     assert liveroom["watch_lists"] is not None  # read from the server's log
     assert f"watch's whole lists {liveroom['watch_lists']}" in output
+    assert liveroom["sent_to_pages_mib"] > 0  # each page's first message, at least
+    assert f"{liveroom['sent_to_pages_mib']:,.1f} MiB written to pages" in output
+    assert bare["sent_to_pages_mib"] is None
     # Where liveroom's CPU went: its event loop and its request threads both worked, and the
     # parts add up to the whole (to the clock's tick, once for each reading).
     threads = liveroom["threads"]

@@ -87,11 +87,15 @@ async def test_metrics_count_pages_changes_deliveries_and_snapshots() -> None:
     published = sample("liveroom_changes_published_total", what="room.change")
     delivered = sample("liveroom_delivery_seconds_count")
     lists = sample("liveroom_snapshots_sent_total", kind="list")
+    written = sample("liveroom_page_bytes_total")
     _, alice = await open_room_socket("Alice")
     assert sample("liveroom_open_pages", kind="room") == pages + 1
     assert sample("liveroom_snapshots_sent_total", kind="list") == lists + 1
     _, bob = await open_room_socket("Bob")  # Alice's page gets the join
-    assert "<bdi>Bob</bdi> joined" in await alice.receive_from()
+    joined = await alice.receive_from()
+    assert "<bdi>Bob</bdi> joined" in joined
+    # Every frame written to a page is counted, its header too: Alice's join among them.
+    assert sample("liveroom_page_bytes_total") >= written + len(joined.encode()) + 2
     assert sample("liveroom_changes_published_total", what="room.change") >= published + 1
     assert sample("liveroom_delivery_seconds_count") >= delivered + 1
     await alice.disconnect()

@@ -410,8 +410,12 @@ def test_liveroom_pages_get_the_servers_raw_socket(server_env, start_server) -> 
     alice = Visitor()
     alice.join(server, "Alice")
     with alice.open_socket(server) as page:
-        read_snapshot(page)
+        snapshot = read_snapshot(page)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+    text = metrics.read().decode()
     figures = dict(re.findall(r'^liveroom_page_sockets_total\{kind="(\w+)"\} (\S+)$',
-                              metrics.read().decode(), re.M))  # fmt: skip
+                              text, re.M))  # fmt: skip
     assert figures == {"raw": "1.0", "asgi": "0.0"}
+    # What the raw socket wrote is counted: the snapshot's two frames, each with its header.
+    written = float(re.findall(r"^liveroom_page_bytes_total (\S+)$", text, re.M)[0])
+    assert len(snapshot.encode()) + 4 <= written

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from liveroom import metrics
 from liveroom.wire import SOCKET_EXTENSION
 
 
@@ -51,6 +52,7 @@ class AsgiSocket:
         self.writer: asyncio.Task | None = None
 
     def send(self, frame: bytes) -> None:
+        metrics.page_bytes.total += len(frame)
         self.queue.append(frame_text(frame))
         if self.writer is None or self.writer.done():
             self.writer = asyncio.get_running_loop().create_task(self.write_all())

@@ -6,6 +6,8 @@ import logging
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import tcp
 
+from liveroom import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,6 +28,7 @@ class RawSocket:
         # What daphne checks before a send: open, and not closed by daphne for an error.
         if protocol.state != protocol.STATE_OPEN or protocol.muted:
             return
+        metrics.page_bytes.total += len(frame)
         if protocol.send_queue:  # autobahn's own delayed writes go first
             protocol.sendData(frame)
         elif write_at_once(protocol.transport, frame):
