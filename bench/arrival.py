@@ -15,13 +15,13 @@ join limits lifted); the load client shares the machine's cores.
 
 Prints per-arrival p50/p99, the time until all arrived, failures, the server's CPU time, the
 bytes each person received and, for liveroom, how many whole lists its watch sent to pages it
-took for behind (from the servers' logs: an arrival misses no change, so any it sends is work
-a busy server made for itself) and what it wrote to pages' sockets (each process's
-`liveroom_page_bytes_total`; a person here reads only their page's first message, and what
-comes after waits in the socket's buffers). Then where that CPU went, from /proc: the event loop's thread
-(daphne, Twisted, the live core) and the other threads (Django's requests, the database pool),
-the part of it that was the kernel's, and how often the threads were switched out (waiting for
-the database, and for each other's turn with Python's interpreter lock).
+took for behind (from the servers' logs: an arrival misses no change, so any it sends is work a
+busy server made for itself) and what it wrote to pages' sockets (each process's
+`liveroom_page_bytes_total`; a person here reads only their page's first message, and what comes
+after waits in the socket's buffers). Then where that CPU went, from /proc: the event loop's
+thread (daphne, Twisted, the live core) and the other threads (Django's requests, the database
+pool), the part of it that was the kernel's, and how often the threads were switched out
+(waiting for the database, and for each other's turn with Python's interpreter lock).
 
 `--set NAME=VALUE` gives liveroom's servers a setting (say `--set LIVEROOM_PRESENCE=0`), to
 see what a part of liveroom costs by turning it off. With `--floor`, the same arrival also runs
