@@ -2,7 +2,7 @@
 (liveroom/live/snapshot_reads.py asks): one query, and the list's when the room has changed,
 however many pages ask. And the lists kept in this process brought up to the changes the live
 transport delivers, without reading: a crowded room's burst is sent as the window it leaves
-where that is shorter than its changes (liveroom/live/delivery.py)."""
+where that is shorter than its changes (liveroom/live/windows.py)."""
 
 from dataclasses import dataclass
 from typing import Any
