@@ -13,10 +13,10 @@ from liveroom.live.delivery import superseded_left_out
 from liveroom.live.messages import CHANGE_EVENT, PRESENCE_EVENT
 from liveroom.live.windows import window_in_place
 from liveroom.models import Member, Room
-from liveroom.rooms import crowds, snapshots
-from liveroom.rooms.member_lists import MemberList, member_lists
+from liveroom.rooms import crowds
+from liveroom.rooms import member_lists as member_lists_module
+from liveroom.rooms.member_lists import MemberList, Window, member_lists
 from liveroom.rooms.membership import member_join, member_leave
-from liveroom.rooms.snapshots import Window
 from liveroom.testing import Page, join
 from liveroom.testing.page import room_url
 
@@ -235,7 +235,7 @@ async def test_a_burst_whose_list_cannot_be_brought_up_is_sent_change_by_change(
     def fails(*args, **kwargs) -> None:
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(snapshots, "advance_lists", fails)
+    monkeypatch.setattr(member_lists_module, "advance_lists", fails)
     alice, seen = await burst_on_a_crowded_page(room_page)
     await sync_to_async(members_join)("Frank", "Grace", "Heidi", "Ivan")
     await alice.until(lambda page: page.members() == ["Heidi", "Ivan"])

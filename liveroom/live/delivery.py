@@ -44,7 +44,7 @@ from liveroom.live.sockets import text_frame
 from liveroom.live.supervisor import Supervisor
 from liveroom.live.windows import Windows, window_in_place, worth_a_window
 from liveroom.rooms import fragments
-from liveroom.rooms.snapshots import Window
+from liveroom.rooms.member_lists import Window
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from liveroom.live.messages import CHANGE_EVENT, Message
 from liveroom.live.page import Page
 from liveroom.live.readers import Readers
 from liveroom.live.supervisor import Supervisor
-from liveroom.rooms import snapshots
+from liveroom.rooms import member_lists
 from liveroom.rooms.crowds import is_crowded
-from liveroom.rooms.snapshots import Window
+from liveroom.rooms.member_lists import Window
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,9 @@ class Windows:
         room_slug, languages = pages[0].room_slug, {page.language for page in pages}
         try:
             return await self.thread.run(
-                snapshots.advance_lists, room_slug, languages, changes, window=window
+                member_lists.advance_lists, room_slug, languages, changes, window=window
             )
-        except snapshots.ListsBehind:
+        except member_lists.ListsBehind:
             if room_slug not in self.catching_up:
                 self.catching_up.add(room_slug)
                 self.tasks.spawn(self.catch_up(room_slug, languages))
@@ -57,7 +57,7 @@ class Windows:
 
     async def catch_up(self, room_slug: str, languages: set[str]) -> None:
         try:
-            await self.readers.run(snapshots.read_lists, room_slug, languages)
+            await self.readers.run(member_lists.read_lists, room_slug, languages)
         finally:
             self.catching_up.discard(room_slug)
 
@@ -65,7 +65,7 @@ class Windows:
         self.thread.close()
 
 
-def crowded_changes(messages: list[Message]) -> list[snapshots.Change]:
+def crowded_changes(messages: list[Message]) -> list[member_lists.Change]:
     """The changes among `messages` (version, what changed), if any of them is a crowded
     room's (or makes or ends a crowd); else none."""
     changes = [

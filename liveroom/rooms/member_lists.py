@@ -4,7 +4,8 @@ member: migration 0004), so a thousand loads at one version render it once. A li
 language in use (its entries say "online", "away"): the active language when it is asked for.
 A crowded room's list is its most recent arrivals (crowds.py): the same bounded read and render
 however many members it has. The live transport brings a crowded room's list up to the changes
-it delivers (`MemberLists.advance`), without reading, as its pages apply them.
+it delivers (`advance_lists`), without reading, as its pages apply them, and sends a burst as
+the window it leaves where that is shorter than its changes (liveroom/live/windows.py).
 """
 
 import threading
@@ -17,10 +18,10 @@ from django.utils import translation
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
-from liveroom.presence import RoomPresence
+from liveroom.presence import RoomPresence, room_presence
 from liveroom.rooms.crowds import is_crowded, listed, room_version
-from liveroom.rooms.fragments import ROOM_TEMPLATE, ChangeData, render_entries
-from liveroom.rooms.models import Member
+from liveroom.rooms.fragments import ROOM_TEMPLATE, ChangeData, render_count, render_entries
+from liveroom.rooms.models import Member, Room
 
 
 @dataclass
@@ -211,3 +212,55 @@ def render_member_list(room_id: int, previous: MemberList | None = None) -> Memb
         rendered = {member_id: both for member_id, both in previous.rendered.items()
                     if previous.shown.get(member_id) == shown.get(member_id)}  # fmt: skip
     return MemberList(now.room_id, now.version, now.count, shown, get_language(), rendered)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A crowded room's list as every page of it shows it at `version`: the recent arrivals
+    with who of them is online, the hint and the count, as out-of-band swaps, by language."""
+
+    version: int
+    html: dict[str, str]
+
+
+class ListsBehind(Exception):
+    """The room's list kept in this process (in a language asked for) is missing, or older
+    than the changes with a version between them missing: `read_lists` catches it up."""
+
+
+Change = tuple[int, ChangeData]  # a change's version, and what it changed
+
+
+def advance_lists(
+    room_slug: str, languages: set[str], changes: list[Change], *, window: bool
+) -> Window | None:
+    """Bring the room's lists kept in this process, in each of `languages`, up to `changes`
+    (in order of version) without reading the database, as pages apply them; with `window`,
+    the window they then show, if the room is crowded (presence read once). Raises
+    ListsBehind."""
+    lists: dict[str, MemberList] = {}
+    for language in languages:
+        with translation.override(language):
+            member_list = member_lists.advance(room_slug, changes)
+        if member_list is None:
+            raise ListsBehind(room_slug)
+        lists[language] = member_list
+    if not window or not lists or not all(each.crowded for each in lists.values()):
+        return None
+    presence = room_presence(room_slug)
+    html = {}
+    for language, member_list in lists.items():
+        with translation.override(language):
+            members_html = member_lists.render(member_list, presence)
+            html[language] = members_html + render_count(member_list.count)
+    return Window(min(each.version for each in lists.values()), html)
+
+
+def read_lists(room_slug: str, languages: set[str]) -> None:
+    """Read the room's list in each of `languages` into this process's (when it is behind)."""
+    room = Room.objects.filter(slug=room_slug).values_list("pk", "version").first()
+    if room is None:
+        return
+    for language in languages:
+        with translation.override(language):
+            member_lists.current(room_slug, *room)

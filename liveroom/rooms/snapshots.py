@@ -1,8 +1,6 @@
 """Snapshots: the room as each page's member sees it, for many pages of one room read together
 (liveroom/live/snapshot_reads.py asks): one query, and the list's when the room has changed,
-however many pages ask. And the lists kept in this process brought up to the changes the live
-transport delivers, without reading: a crowded room's burst is sent as the window it leaves
-where that is shorter than its changes (liveroom/live/windows.py)."""
+however many pages ask."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -11,9 +9,9 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 from liveroom.presence import room_presence
-from liveroom.rooms.fragments import ROOM_TEMPLATE, ChangeData, presence_context, render_count
+from liveroom.rooms.fragments import ROOM_TEMPLATE, presence_context
 from liveroom.rooms.member_lists import MemberList, member_lists
-from liveroom.rooms.models import Member, Room
+from liveroom.rooms.models import Member
 from liveroom.rooms.sessions import live_sessions, session_alive
 
 
@@ -76,55 +74,3 @@ def snapshots(room_slug: str, wanted: list[SnapshotWanted]) -> dict[SnapshotWant
         for key, check, language in wanted
         if (key, language) in found and (key in checked or not check)
     }
-
-
-@dataclass(frozen=True)
-class Window:
-    """A crowded room's list as every page of it shows it at `version`: the recent arrivals
-    with who of them is online, the hint and the count, as out-of-band swaps, by language."""
-
-    version: int
-    html: dict[str, str]
-
-
-class ListsBehind(Exception):
-    """The room's list kept in this process (in a language asked for) is missing, or older
-    than the changes with a version between them missing: `read_lists` catches it up."""
-
-
-Change = tuple[int, ChangeData]  # a change's version, and what it changed
-
-
-def advance_lists(
-    room_slug: str, languages: set[str], changes: list[Change], *, window: bool
-) -> Window | None:
-    """Bring the room's lists kept in this process, in each of `languages`, up to `changes`
-    (in order of version) without reading the database, as pages apply them; with `window`,
-    the window they then show, if the room is crowded (presence read once). Raises
-    ListsBehind."""
-    lists: dict[str, MemberList] = {}
-    for language in languages:
-        with translation.override(language):
-            member_list = member_lists.advance(room_slug, changes)
-        if member_list is None:
-            raise ListsBehind(room_slug)
-        lists[language] = member_list
-    if not window or not lists or not all(each.crowded for each in lists.values()):
-        return None
-    presence = room_presence(room_slug)
-    html = {}
-    for language, member_list in lists.items():
-        with translation.override(language):
-            members_html = member_lists.render(member_list, presence)
-            html[language] = members_html + render_count(member_list.count)
-    return Window(min(each.version for each in lists.values()), html)
-
-
-def read_lists(room_slug: str, languages: set[str]) -> None:
-    """Read the room's list in each of `languages` into this process's (when it is behind)."""
-    room = Room.objects.filter(slug=room_slug).values_list("pk", "version").first()
-    if room is None:
-        return
-    for language in languages:
-        with translation.override(language):
-            member_lists.current(room_slug, *room)
