@@ -3,7 +3,7 @@ import json
 import time
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import OperationalError
@@ -358,3 +358,25 @@ async def test_pages_whose_shared_snapshot_read_fails_are_asked_to_retry(monkeyp
             "type": "websocket.close",
             "code": TRY_AGAIN_LATER,  # htmx reconnects after 1013
         }
+
+
+async def test_a_page_socket_opens_and_closes_without_a_hop_to_a_sync_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page's handlers hold no database connection; its snapshot is read by the LiveCore's
+    reader threads. Channels' own dispatch would hop to a thread before each handler (and after
+    the close) to close that thread's connections: thousands of hops in an arrival."""
+    alice = await new_member("Alice")
+    hops: list[str] = []
+    through = SyncToAsync.__call__
+
+    async def counted(self: SyncToAsync, *args: object, **kwargs: object) -> object:
+        hops.append(getattr(self.func, "__name__", repr(self.func)))
+        return await through(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counted)
+    socket = await open_socket(alice)
+    assert "Alice" in await receive_snapshot(socket)
+    await socket.disconnect()
+    watch = "room_versions"  # the watch's read, for all of the process's pages at once
+    assert [hop for hop in hops if hop != watch] == []

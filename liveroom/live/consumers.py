@@ -9,7 +9,9 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
@@ -66,6 +68,22 @@ class LivePage(AsyncWebsocketConsumer):
     opened = False  # registered with the LiveCore
     closing = False
     admitted: list[tuple[str, str]] = []  # counted against these socket limits
+
+    async def dispatch(self, message: dict) -> None:
+        """A message to its handler, as Channels' dispatch, without the thread hop Channels
+        makes before every handler (and after the disconnect) to close the database
+        connections of its thread for synchronous work: a page's handlers hold no connection.
+        What they read goes through the LiveCore's reader threads or database_sync_to_async,
+        which close theirs before and after."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        # Channels' own also leaves the consumer's groups (a page has none) and hops as above.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def websocket_connect(self, message: dict) -> None:
         self.query = query_of(self.scope)
