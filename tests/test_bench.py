@@ -164,8 +164,18 @@ def test_the_crowd_benchmark_loads_a_seeded_room_and_finds_its_members(tmp_path:
 
 def test_the_request_cost_benchmark_times_each_request_of_an_arrival() -> None:
     output = run_bench("bench.request_cost", "--people", "3")
-    steps = re.findall(r"^(\S+ \S+) +[0-9.]+ ms of CPU a request$", output, re.MULTILINE)
-    assert steps == ["GET /room/join/", "POST /room/join/", "GET /room/", "GET /healthz"]
+    lines = re.findall(
+        r"^(\S+ \S+) +([0-9.]+) ms of CPU a request \(templates ([0-9.]+), database ([0-9.]+), "
+        r"Redis ([0-9.]+), the rest (-?[0-9.]+)\)$",
+        output,
+        re.MULTILINE,
+    )
+    costs = {step: [float(figure) for figure in figures] for step, *figures in lines}
+    assert list(costs) == ["GET /room/join/", "POST /room/join/", "GET /room/", "GET /healthz"]
+    assert all(rest >= 0 for *_, rest in costs.values())  # parts counted once, within the whole
+    assert costs["GET /room/join/"][1] > 0  # its form, rendered
+    assert costs["POST /room/join/"][2] > 0  # the session and the member, written
+    assert costs["GET /healthz"][1:4] == [0.0, 0.0, 0.0]
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):  # a pool to give back to
         assert "database connections the run left checked out of the pool: 0" in output
 
